@@ -1,0 +1,2 @@
+//! AwLwwMap against HashMap (filled in next).
+fn main() {}
