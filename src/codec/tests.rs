@@ -141,6 +141,57 @@ fn unit_value_is_just_the_version_byte() {
     );
 }
 
+// ---- golden wire vectors -------------------------------------------------------------------
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Golden {
+    id: u64,
+    name: String,
+    tags: Vec<u16>,
+    parent: Option<u32>,
+    kind: GoldenKind,
+    delta: i64,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum GoldenKind {
+    Leaf,
+    Branch(i32),
+}
+
+/// GOLDEN WIRE VECTOR. These bytes are herd's wire format version 1, checked in on purpose:
+/// if this test fails, the encoding changed, and every deployed node would misread the new
+/// frames. Do not "fix" the expected bytes. Either undo the format change, or make it a
+/// deliberate one: bump `WIRE_VERSION`, add a new vector for the new version and say so in
+/// the commit message.
+#[test]
+fn golden_vector_v1() {
+    let value = Golden {
+        id: 300,
+        name: "herd".to_string(),
+        tags: vec![1, 300],
+        parent: Some(7),
+        kind: GoldenKind::Branch(-2),
+        delta: -1,
+    };
+    let expected: &[u8] = &[
+        0x01, // WIRE_VERSION
+        0xac, 0x02, // id = 300, LEB128 varint
+        0x04, b'h', b'e', b'r', b'd', // name: length 4, UTF-8 bytes
+        0x02, 0x01, 0xac, 0x02, // tags: length 2, then 1 and 300 as varints
+        0x01, 0x07, // parent: Some tag, then 7
+        0x01, 0x03, // kind: variant index 1 (Branch), then -2 zigzag-encoded as 3
+        0x01, // delta = -1, zigzag-encoded as 1
+    ];
+    assert_eq!(hex(&encode(&value, 64).unwrap()), hex(expected));
+    assert_eq!(decode::<Golden>(expected, 64).unwrap(), value);
+    assert_eq!(encoded_len(&value).unwrap(), expected.len());
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 // ---- the frame: each failure has its own error ---------------------------------------------
 
 #[test]
@@ -225,7 +276,7 @@ fn malformed_payload() {
     ));
     // enum variant index past the last variant
     assert!(matches!(
-        decode::<Op>(&[v, 9], LIMIT),
+        decode::<GoldenKind>(&[v, 9], LIMIT),
         Err(CodecError::Malformed { .. })
     ));
 }
