@@ -16,4 +16,5 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod codec;
 pub mod crdt;
