@@ -19,7 +19,7 @@
 //! - A length prefix cannot make [`decode`] allocate more than the frame itself justifies: the
 //!   decoder reads from a borrowed slice and checks a string or byte length against the bytes
 //!   that remain before copying; sequence capacity hints are capped by the remaining bytes, and
-//!   the standard and `indexmap` collections cap preallocation through serde's "cautious" hint.
+//!   the standard collections cap preallocation through serde's "cautious" hint.
 //! - [`encode`] stops writing as soon as the frame would pass its limit, so an oversized
 //!   message costs at most `limit` bytes of memory, not the size of the whole message.
 //!
@@ -33,7 +33,7 @@
 //! - Don't use serde features that need a self-describing format: `#[serde(flatten)]`,
 //!   `#[serde(untagged)]`, `skip_serializing_if`, `deserialize_any` / `serde_json::Value`.
 //! - Hand-written `Deserialize` impls must not preallocate from a length prefix (use
-//!   serde's `size_hint::cautious`-style capping, as std and `indexmap` do), and must not put
+//!   serde's `size_hint::cautious`-style capping, as std does), and must not put
 //!   zero-sized elements in a sequence: a zero-sized element consumes no bytes, so a forged
 //!   length of 2^60 would spin the decoder instead of running out of input.
 //! - postcard has no recursion limit. A recursive type (a nested document map, say) must

@@ -1,7 +1,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use indexmap::IndexMap;
+use crate::clock::Timestamp;
+use crate::crdt::{AwLwwMap, Crdt, OrMap, OrSet, ReplicaId};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -105,16 +106,33 @@ fn roundtrip_extremes() {
 }
 
 #[test]
-fn roundtrip_hash_and_index_maps() {
+fn roundtrip_hash_maps_and_crdts() {
     let hm: HashMap<String, u64> = (0..50).map(|i| (format!("k{i}"), i * 1_000_003)).collect();
     let frame = encode(&hm, LIMIT).unwrap();
     assert_eq!(decode::<HashMap<String, u64>>(&frame, LIMIT).unwrap(), hm);
 
-    // indexmap is the CRDT core's map; its order must survive the wire.
-    let im: IndexMap<u64, Vec<String>> = (0..20).rev().map(|i| (i, vec![i.to_string()])).collect();
-    let frame = encode(&im, LIMIT).unwrap();
-    let back = decode::<IndexMap<u64, Vec<String>>>(&frame, LIMIT).unwrap();
-    assert!(back.iter().eq(im.iter()));
+    // The CRDT core's own types: a state with removed keys and a keyed delta.
+    let mut map = AwLwwMap::new();
+    for i in 0..20u64 {
+        map.put(
+            ReplicaId::new(1),
+            Timestamp::new(i, 0),
+            i,
+            vec![i.to_string()],
+        );
+    }
+    let delta = map.remove(&3);
+    for value in [&map, &delta] {
+        let frame = encode(value, LIMIT).unwrap();
+        let back = decode::<AwLwwMap<u64, Vec<String>>>(&frame, LIMIT).unwrap();
+        assert_eq!(&back, value);
+    }
+    let mut doc: OrMap<String, OrSet<u8>> = OrMap::new();
+    doc.update("tags".into(), |s| s.add(ReplicaId::new(2), 7));
+    let frame = encode(&doc, LIMIT).unwrap();
+    let back = decode::<OrMap<String, OrSet<u8>>>(&frame, LIMIT).unwrap();
+    assert_eq!(back, doc);
+    assert!(!back.is_bottom());
 }
 
 #[test]
@@ -369,7 +387,7 @@ fn huge_length_prefix_fails_fast_without_allocating() {
         Err(CodecError::Truncated)
     );
     assert_eq!(
-        decode::<IndexMap<u64, Vec<u8>>>(&frame, LIMIT),
+        decode::<AwLwwMap<u64, Vec<u8>>>(&frame, LIMIT).map(|_| ()),
         Err(CodecError::Truncated)
     );
     assert!(started.elapsed() < Duration::from_secs(1));
@@ -416,7 +434,8 @@ proptest! {
         frame.extend_from_slice(&payload);
         let _ = decode::<Msg>(&frame, LIMIT);
         let _ = decode::<Vec<String>>(&frame, LIMIT);
-        let _ = decode::<IndexMap<String, Vec<Op>>>(&frame, LIMIT);
+        let _ = decode::<AwLwwMap<String, Vec<u8>>>(&frame, LIMIT);
+        let _ = decode::<OrMap<String, OrSet<u8>>>(&frame, LIMIT);
         let _ = decode::<(u128, Option<char>, bool)>(&frame, LIMIT);
     }
 

@@ -1,7 +1,6 @@
 use super::causal::causal_newtype;
 use super::{Causal, CausalContext, Dot, DotFun, DotMap, DotStore, Embeddable, ReplicaId};
 use crate::clock::Timestamp;
-use indexmap::map::Entry;
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
 use std::hash::Hash;
@@ -90,16 +89,17 @@ where
         let mut delta_ctx = CausalContext::new();
         let entry = Lww { ts, value };
         let delta_entry = entry.clone();
-        let delta_key = match self.inner.store.entries.entry(key) {
-            Entry::Occupied(mut slot) => {
-                slot.get().for_each_dot(&mut |d| delta_ctx.insert(d));
-                slot.insert(DotFun::single(dot, entry));
-                slot.key().clone()
+        let entries = &mut self.inner.store.entries;
+        let delta_key = match entries.get_full_mut(&key) {
+            Some((_, k, slot)) => {
+                slot.for_each_dot(&mut |d| delta_ctx.insert(d));
+                *slot = DotFun::single(dot, entry);
+                k.clone()
             }
-            Entry::Vacant(slot) => {
-                let key = slot.key().clone();
-                slot.insert(DotFun::single(dot, entry));
-                key
+            None => {
+                let delta_key = key.clone();
+                entries.insert(key, DotFun::single(dot, entry));
+                delta_key
             }
         };
         self.inner.ctx.insert(dot);

@@ -1,27 +1,27 @@
+use super::dense_map::DenseMap;
 use super::{CausalContext, Dot, DotStore, JoinScope};
-use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::hash::Hash;
 
 /// A map from keys to dot stores: the store of maps and sets. A key is present while its store
 /// holds a dot; removing a key forgets its store, and the causal context remembers the dots.
 ///
-/// Backed by [`IndexMap`]: its entries live in one dense vector and the hash index holds only
-/// small integers, so a large map pays no per-bucket slack for its (large) entries.
+/// Its entries live in one dense vector and the hash index holds only 4-byte positions, so a
+/// large map pays little per-bucket slack for its (large) entries.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(bound(
-    serialize = "K: Serialize + Hash + Eq, S: Serialize",
+    serialize = "K: Serialize, S: Serialize",
     deserialize = "K: Deserialize<'de> + Hash + Eq, S: Deserialize<'de>"
 ))]
 #[serde(transparent)]
 pub struct DotMap<K, S> {
-    pub(crate) entries: IndexMap<K, S>,
+    pub(crate) entries: DenseMap<K, S>,
 }
 
 impl<K, S> Default for DotMap<K, S> {
     fn default() -> Self {
         DotMap {
-            entries: IndexMap::default(),
+            entries: DenseMap::default(),
         }
     }
 }
@@ -29,7 +29,7 @@ impl<K, S> Default for DotMap<K, S> {
 impl<K: Hash + Eq, S> DotMap<K, S> {
     /// A map holding one key.
     pub fn single(key: K, store: S) -> Self {
-        let mut entries = IndexMap::with_capacity(1);
+        let mut entries = DenseMap::default();
         entries.insert(key, store);
         DotMap { entries }
     }
@@ -94,7 +94,7 @@ where
                 scope.keep_empty || !store.is_empty()
             });
         }
-        for (key, theirs) in &other.entries {
+        for (key, theirs) in other.entries.iter() {
             match self.entries.get_full_mut(key) {
                 Some((i, _, mine)) => {
                     mine.join(ctx, theirs, other_ctx, JoinScope::NESTED);

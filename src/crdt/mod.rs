@@ -40,6 +40,7 @@ mod aw_lww_map;
 mod causal;
 mod context;
 mod counters;
+mod dense_map;
 mod dot;
 mod dot_fun;
 mod dot_map;
