@@ -17,3 +17,4 @@
 
 pub mod clock;
 pub mod crdt;
+pub mod merkle;
