@@ -18,3 +18,4 @@
 pub mod clock;
 pub mod codec;
 pub mod crdt;
+pub mod merkle;
