@@ -10,10 +10,32 @@
 //!
 //! | layer | module | owns |
 //! |---|---|---|
-//! | core | [`crdt`], [`clock`] | pure data structures: dots, causal contexts, delta-CRDTs, the hybrid logical clock |
+//! | core | [`crdt`], [`clock`], [`merkle`] | pure data structures: dots, causal contexts, delta-CRDTs, the hybrid logical clock, the anti-entropy hash tree |
+//! | edges | [`codec`] | the versioned, size-limited wire format |
 //!
-//! The core is sans-IO: it never reads a clock, a socket or a random source by itself.
+//! The core is sans-IO: it never reads a clock, a socket or a random source by itself. The sync
+//! protocol, the replica actors on ractor, the cluster layer and the products (Agent, Presence,
+//! Registry, DynamicSupervisor) build on it.
+//!
+//! ## A first example
+//! ```
+//! use herd::clock::Hlc;
+//! use herd::crdt::{AwLwwMap, Crdt, ReplicaId};
+//!
+//! let mut clock = Hlc::default();
+//! let mut here = AwLwwMap::new();
+//! let mut there = AwLwwMap::new();
+//! // A write returns a delta: a few bytes that carry just this change.
+//! let delta = here.put(ReplicaId::new(1), clock.now(1_000), "max_conns", 512u32);
+//! there.join(&delta);
+//! there.join(&delta); // duplicates are harmless
+//! assert_eq!(there.get("max_conns"), Some(&512));
+//! ```
 #![forbid(unsafe_code)]
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 pub mod clock;
 pub mod codec;

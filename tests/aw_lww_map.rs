@@ -103,7 +103,7 @@ fn a_remove_concurrent_with_a_put_keeps_the_put() {
 #[test]
 fn removing_everything_leaves_a_plain_version_vector() {
     const N: u32 = 100_000;
-    let (a_id, b_id) = (ReplicaId::new(1), ReplicaId::new(2));
+    let a_id = ReplicaId::new(1);
     let mut clock = Hlc::default();
     let mut a = AwLwwMap::new();
     let mut b = AwLwwMap::new();
