@@ -41,3 +41,4 @@ pub mod clock;
 pub mod codec;
 pub mod crdt;
 pub mod merkle;
+pub mod sync;

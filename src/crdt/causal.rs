@@ -1,4 +1,4 @@
-use super::{CausalContext, Crdt, Dot, DotStore, JoinScope};
+use super::{CausalContext, Crdt, Dot, DotMap, DotStore, JoinScope};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use thiserror::Error;
@@ -144,6 +144,58 @@ impl<S: DotStore> Causal<S> {
     }
 }
 
+impl<K, S> Causal<DotMap<K, S>>
+where
+    K: std::hash::Hash + Eq + Clone + std::fmt::Debug,
+    S: DotStore,
+{
+    /// Joins a peer's complete entries for one key, deciding removals with the peer's context.
+    ///
+    /// `theirs` must be *everything* the peer holds under `key` (possibly nothing), and
+    /// `their_ctx` any context the peer had seen when it read them (a subset is fine: it only
+    /// removes less). Our dots under `key` that the peer has seen but no longer holds were
+    /// removed or overwritten there, so they go; their dots we have not seen are added. Only
+    /// the dots actually received are added to our context: the peer's context may cover
+    /// writes under other keys that it did not send, and recording those as seen would make us
+    /// refuse them later (DeltaCrdt's lost-keys bug, issue #65).
+    ///
+    /// Returns true when our entries under `key` changed.
+    pub fn join_key_from_peer(&mut self, key: &K, theirs: &S, their_ctx: &CausalContext) -> bool {
+        let before = self.key_dots(key);
+        match self.store.entries.get_full_mut(key) {
+            Some((i, _, mine)) => {
+                mine.join(&self.ctx, theirs, their_ctx, JoinScope::NESTED);
+                if mine.is_empty() && !self.keyed {
+                    self.store.entries.swap_remove_index(i);
+                }
+            }
+            None => {
+                let mut mine = S::default();
+                mine.join(&self.ctx, theirs, their_ctx, JoinScope::NESTED);
+                if !mine.is_empty() {
+                    self.store.entries.insert(key.clone(), mine);
+                }
+            }
+        }
+        theirs.for_each_dot(&mut |d| self.ctx.insert(d));
+        self.key_dots(key) != before
+    }
+
+    /// The dots stored under `key`, sorted.
+    pub fn key_dots<Q>(&self, key: &Q) -> Vec<Dot>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        let mut dots = Vec::new();
+        if let Some(store) = self.store.entries.get(key) {
+            store.for_each_dot(&mut |d| dots.push(d));
+        }
+        dots.sort_unstable();
+        dots
+    }
+}
+
 impl<S: DotStore> Crdt for Causal<S> {
     fn join(&mut self, other: &Self) {
         let scope = JoinScope {
@@ -249,6 +301,12 @@ macro_rules! causal_newtype {
             }
             fn into_causal(self) -> $crate::crdt::Causal<$store> {
                 self.inner
+            }
+            fn as_causal(&self) -> &$crate::crdt::Causal<$store> {
+                &self.inner
+            }
+            fn as_causal_mut(&mut self) -> &mut $crate::crdt::Causal<$store> {
+                &mut self.inner
             }
         }
     };

@@ -118,6 +118,19 @@ impl CausalContext {
         }
     }
 
+    /// The highest counter `n` of `replica` such that dots `1..=n` were all seen.
+    pub fn contiguous(&self, replica: ReplicaId) -> u64 {
+        self.vv_get(replica)
+    }
+
+    /// The version-vector part alone (the cloud dropped): a subset, compact to send.
+    pub fn vector_only(&self) -> CausalContext {
+        CausalContext {
+            vv: self.vv.clone(),
+            cloud: BTreeSet::new(),
+        }
+    }
+
     /// True when `dot` was seen.
     #[inline]
     pub fn contains(&self, dot: Dot) -> bool {
@@ -175,6 +188,43 @@ impl CausalContext {
         while cloud.remove(&Dot::new(replica, *n + 1)) {
             *n += 1;
         }
+    }
+
+    /// Records dots `from..=to` of `replica` as seen, in O(1) when the range continues the
+    /// version vector. A range that would leave a gap is ignored and `false` returned: not
+    /// recording a dot is always safe (it may only cost a repeated transfer later), while
+    /// expanding a huge range into the cloud could exhaust memory on a peer's say-so.
+    pub fn insert_range(&mut self, replica: ReplicaId, from: u64, to: u64) -> bool {
+        if from == 0 || to < from {
+            return to < from;
+        }
+        let i = match self.vv.binary_search_by_key(&replica, |&(r, _)| r) {
+            Ok(i) => i,
+            Err(i) if from == 1 => {
+                self.vv.insert(i, (replica, 0));
+                i
+            }
+            Err(_) => return false,
+        };
+        let n = &mut self.vv[i].1;
+        if from > *n + 1 {
+            return false;
+        }
+        if to > *n {
+            *n = to;
+            let n = *n;
+            // Cloud dots the range now covers are redundant; then absorb what follows.
+            let covered: Vec<Dot> = self
+                .cloud
+                .range(Dot::new(replica, 0)..=Dot::new(replica, n))
+                .copied()
+                .collect();
+            for d in covered {
+                self.cloud.remove(&d);
+            }
+            Self::absorb(&mut self.cloud, replica, &mut self.vv[i].1);
+        }
+        true
     }
 
     /// Adds everything `other` has seen.
@@ -315,6 +365,21 @@ mod tests {
             prop_assert_eq!(diff.dots().collect::<BTreeSet<_>>(), expect);
             prop_assert!(other.is_subset(&ctx));
         }
+    }
+
+    #[test]
+    fn ranges_extend_the_vector_or_are_refused() {
+        let r = ReplicaId::new(4);
+        let mut ctx = CausalContext::new();
+        assert!(!ctx.insert_range(r, 3, 9), "a gap is refused");
+        assert!(ctx.is_empty());
+        ctx.insert(Dot::new(r, 12));
+        assert!(ctx.insert_range(r, 1, 10));
+        assert_eq!(ctx.max_counter(r), 12);
+        assert!(!ctx.contains(Dot::new(r, 11)));
+        assert!(ctx.insert_range(r, 11, 11));
+        assert!(ctx.is_version_vector(), "the cloud dot was absorbed");
+        assert_eq!(ctx.vector(), &[(r, 12)]);
     }
 
     #[test]

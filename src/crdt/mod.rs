@@ -160,4 +160,9 @@ pub trait Embeddable: Crdt {
     fn from_causal(causal: Causal<Self::Store>) -> Self;
     /// Unwraps into the causal value.
     fn into_causal(self) -> Causal<Self::Store>;
+    /// The causal value underneath.
+    fn as_causal(&self) -> &Causal<Self::Store>;
+    /// The causal value underneath, mutably: for the sync protocol, which keeps its Merkle tree
+    /// in step with every change it makes.
+    fn as_causal_mut(&mut self) -> &mut Causal<Self::Store>;
 }

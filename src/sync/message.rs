@@ -1,0 +1,60 @@
+//! The protocol's messages. Encoded with [`crate::codec`]; changing their shape is a wire
+//! format change (see the golden vectors in `sync/tests`).
+
+use crate::crdt::{Causal, CausalContext, DotMap, ReplicaId};
+use crate::merkle::{Digest, KeyHash, NodePath};
+use serde::{Deserialize, Serialize};
+
+/// A range `from..=to` of one replica's dots, which the receiver may record as seen.
+pub(crate) type DotRange = (ReplicaId, u64, u64);
+
+/// One message between two replicas of the same CRDT.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "K: Serialize + std::hash::Hash + Eq + Clone + std::fmt::Debug, S: Serialize + crate::crdt::DotStore",
+    deserialize = "K: Deserialize<'de> + std::hash::Hash + Eq + Clone + std::fmt::Debug, S: Deserialize<'de> + crate::crdt::DotStore"
+))]
+pub(crate) enum Message<K, S> {
+    /// Delta path: the sender's deltas numbered `first..=last` in its incarnation `epoch`
+    /// (those that came from the receiver are left out, but their numbers are covered).
+    Deltas {
+        epoch: u64,
+        first: u64,
+        last: u64,
+        deltas: Vec<Causal<DotMap<K, S>>>,
+    },
+    /// Delta path: the `Deltas` message `first..=last` of incarnation `epoch` arrived. The
+    /// sender decides what that acknowledges (it knows which earlier ones it gave up on).
+    Ack { epoch: u64, first: u64, last: u64 },
+    /// Repair path heartbeat: the sender's Merkle root and a hash of its causal context.
+    Digest { root: Digest, ctx_hash: u64 },
+    /// Repair path: the sender's causal context. The receiver answers with what the sender
+    /// has not seen; if `root` equals the receiver's root, their stores are equal and the
+    /// receiver may adopt the context as it is.
+    Context {
+        from: ReplicaId,
+        root: Digest,
+        ctx: CausalContext,
+    },
+    /// Repair path: for each key, *all* the sender's entries under it; `ctx` (a part of the
+    /// sender's context) decides which of the receiver's entries were removed; `seen` are
+    /// dot ranges whose every dot is in this message, dead at the sender, or already seen by
+    /// the receiver.
+    Repair {
+        ctx: CausalContext,
+        entries: Vec<(K, S)>,
+        seen: Vec<DotRange>,
+    },
+    /// Merkle descent: the sender's children digests of nodes where the trees differ.
+    Nodes {
+        nodes: Vec<(NodePath, Vec<(u16, Digest)>)>,
+    },
+    /// Merkle descent, last step: the sender's keys in leaf buckets where the trees differ,
+    /// and its context (to tell which of the receiver's keys it has removed). `reply` is set
+    /// on an answer to a `Buckets`, which is not answered again.
+    Buckets {
+        ctx: CausalContext,
+        reply: bool,
+        buckets: Vec<(NodePath, Vec<(KeyHash, Digest)>)>,
+    },
+}

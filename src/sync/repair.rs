@@ -1,0 +1,352 @@
+//! The repair path: digests, context exchange, whole-key repairs and the Merkle descent.
+
+use super::MapCrdt;
+use super::keys::key_hash;
+use super::message::{DotRange, Message};
+use super::state::{ENVELOPE, SyncState};
+use crate::codec;
+use crate::crdt::{Causal, CausalContext, Dot, DotMap, DotStore, ReplicaId};
+use crate::merkle::{Digest, KeyHash, NodePath};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Whole keys with all their entries, as a repair carries them.
+type Entries<C> = Vec<(<C as MapCrdt>::Key, <C as MapCrdt>::Value)>;
+
+impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
+    /// Sends a digest when nothing is in flight to `peer` and no repair is landing there.
+    pub(super) fn maybe_send_digest(&mut self, peer: &P) {
+        let Some(n) = self.neighbours.get(peer) else {
+            return;
+        };
+        let due = self
+            .tick
+            .is_multiple_of(self.config.digest_every_ticks.max(1));
+        if !due || n.acked < self.head || self.tick < n.quiet_until {
+            return;
+        }
+        let msg = Message::Digest {
+            root: self.tree.root(),
+            ctx_hash: self.context_hash(),
+        };
+        self.send(peer, &msg);
+    }
+
+    pub(super) fn on_digest(&mut self, from: &P, root: Digest, ctx_hash: u64) {
+        if root == self.tree.root() && ctx_hash == self.context_hash() {
+            return;
+        }
+        let ctx = self.sendable_context();
+        let msg = Message::Context {
+            from: self.id,
+            root: self.tree.root(),
+            ctx,
+        };
+        self.send(from, &msg);
+    }
+
+    /// Our context, without the dot cloud if the whole would take more than half a message:
+    /// a subset of a context is always safe to send (the peer only keeps more, or sends more).
+    /// The cloud matters: dots of a replica whose first writes were lost with it can only
+    /// ever live there, and removes of them are decided with it.
+    pub(super) fn sendable_context(&self) -> CausalContext {
+        let ctx = self.crdt.as_causal().context();
+        let fits = codec::encoded_len(ctx)
+            .is_ok_and(|len| len + ENVELOPE <= self.config.max_sync_size / 2);
+        if fits { ctx.clone() } else { ctx.vector_only() }
+    }
+
+    pub(super) fn on_context(
+        &mut self,
+        from: &P,
+        their_id: ReplicaId,
+        root: Digest,
+        ctx: CausalContext,
+    ) {
+        if root == self.tree.root() {
+            // Equal stores: every write their context covers is here or removed here, so we
+            // may record it as seen (this is how contexts compact after a repair).
+            self.crdt.as_causal_mut().ctx.union(&ctx);
+            return;
+        }
+        let (entries, seen) = self.unseen_entries(&ctx);
+        let found = !entries.is_empty();
+        if found || !seen.is_empty() {
+            self.stats.repair_keys_sent += entries.len() as u64;
+            let msg = Message::Repair {
+                ctx: self.sendable_context(),
+                entries,
+                seen,
+            };
+            self.send(from, &msg);
+            let quiet = self.tick + self.config.repair_cooldown_ticks;
+            if let Some(n) = self.neighbours.get_mut(from) {
+                n.quiet_until = quiet;
+            }
+        }
+        if !found && self.id < their_id {
+            // Nothing they have not seen, yet the trees differ: some of their keys hold writes
+            // we removed (or the reverse). Find them by descending the trees; the replica with
+            // the lower id leads so that a pair descends once.
+            self.start_descent(from);
+        }
+    }
+
+    /// Every key holding a write `seen` does not cover, with all its entries, in dot order and
+    /// within one message; and the dot ranges the receiver may then record as seen.
+    fn unseen_entries(&self, seen: &CausalContext) -> (Entries<C>, Vec<DotRange>) {
+        let causal = self.crdt.as_causal();
+        let mut candidates: Vec<(Dot, &C::Key, &C::Value)> = Vec::new();
+        for (key, store) in causal.store().iter() {
+            let mut first: Option<Dot> = None;
+            store.for_each_dot(&mut |d| {
+                if !seen.contains(d) && first.is_none_or(|f| d < f) {
+                    first = Some(d);
+                }
+            });
+            if let Some(d) = first {
+                candidates.push((d, key, store));
+            }
+        }
+        candidates.sort_unstable_by_key(|(d, _, _)| *d);
+
+        let budget = self
+            .config
+            .max_sync_size
+            .saturating_sub(ENVELOPE + codec::encoded_len(&self.sendable_context()).unwrap_or(0));
+        let mut used = 0;
+        let mut entries = Vec::new();
+        let mut excluded: BTreeMap<ReplicaId, u64> = BTreeMap::new();
+        for (i, (_, key, store)) in candidates.iter().enumerate() {
+            let size = codec::encoded_len(&(key, store)).unwrap_or(usize::MAX);
+            if used + size > budget {
+                // The first key left out bounds what the receiver may record as seen.
+                for (_, _, rest) in &candidates[i..] {
+                    rest.for_each_dot(&mut |d| {
+                        if !seen.contains(d) {
+                            let e = excluded.entry(d.replica).or_insert(u64::MAX);
+                            *e = (*e).min(d.counter);
+                        }
+                    });
+                }
+                break;
+            }
+            used += size;
+            entries.push(((*key).clone(), (*store).clone()));
+        }
+        // Every dot in `from..=to` is then in this message, removed here, or seen there.
+        let ranges = causal
+            .context()
+            .vector()
+            .iter()
+            .filter_map(|&(r, n)| {
+                let from = seen.contiguous(r) + 1;
+                let to = n.min(excluded.get(&r).map_or(u64::MAX, |c| c - 1));
+                (to >= from).then_some((r, from, to))
+            })
+            .collect();
+        (entries, ranges)
+    }
+
+    pub(super) fn on_repair(
+        &mut self,
+        from: &P,
+        their_ctx: &CausalContext,
+        entries: Vec<(C::Key, C::Value)>,
+        seen: &[DotRange],
+    ) {
+        let mut changed = Vec::new();
+        for (key, theirs) in &entries {
+            if self.join_key(key, theirs, their_ctx) {
+                changed.push(key.clone());
+            }
+        }
+        for &(r, lo, hi) in seen {
+            self.crdt.as_causal_mut().ctx.insert_range(r, lo, hi);
+        }
+        self.changed_by_peer(from, changed);
+    }
+
+    /// Joins a peer's whole entries under `key` and keeps the tree in step.
+    fn join_key(&mut self, key: &C::Key, theirs: &C::Value, their_ctx: &CausalContext) -> bool {
+        let changed = self
+            .crdt
+            .as_causal_mut()
+            .join_key_from_peer(key, theirs, their_ctx);
+        if changed {
+            self.refresh_key(key);
+        }
+        changed
+    }
+
+    /// Reports keys a peer changed, and forwards the change to the other neighbours as a
+    /// keyed delta holding those keys' entries (and the dots that left them).
+    fn changed_by_peer(&mut self, from: &P, changed: Vec<C::Key>) {
+        if changed.is_empty() {
+            return;
+        }
+        let causal = self.crdt.as_causal();
+        let mut store = DotMap::default();
+        let mut ctx = CausalContext::new();
+        for key in &changed {
+            let entries = causal.store().get(key).cloned().unwrap_or_default();
+            entries.for_each_dot(&mut |d| ctx.insert(d));
+            store.entries.insert(key.clone(), entries);
+        }
+        // Dots that left these keys are in our context but no longer in the store; the
+        // receiver only needs the ones it might still hold, which are the ones it has seen:
+        // its own repair exchange settles those, so the forwarded delta carries the survivors.
+        let delta = Causal::keyed(store, ctx);
+        self.push_delta(delta, Some(from.clone()));
+        self.events.push_back(super::SyncEvent::Changed(changed));
+    }
+
+    // ---- Merkle descent ----
+
+    fn start_descent(&mut self, peer: &P) {
+        if let Ok(children) = self.tree.children(NodePath::ROOT) {
+            self.stats.nodes_sent += 1;
+            self.send(
+                peer,
+                &Message::Nodes {
+                    nodes: vec![(NodePath::ROOT, children)],
+                },
+            );
+        }
+    }
+
+    pub(super) fn on_nodes(&mut self, from: &P, nodes: &[(NodePath, Vec<(u16, Digest)>)]) {
+        let shape = self.tree.shape();
+        let budget = self
+            .config
+            .max_sync_size
+            .saturating_sub(ENVELOPE + codec::encoded_len(&self.sendable_context()).unwrap_or(0));
+        let mut deeper = Vec::new();
+        let mut buckets = Vec::new();
+        let (mut nodes_used, mut buckets_used) = (0usize, 0usize);
+        for (path, theirs) in nodes {
+            let Ok(differing) = self.tree.diff(*path, theirs) else {
+                continue;
+            };
+            for c in differing {
+                let Ok(child) = path.child(&shape, c) else {
+                    continue;
+                };
+                if child.level == shape.depth {
+                    let keys = self.bucket_listing(child);
+                    let size = 16 + 18 * keys.len();
+                    if buckets_used + size <= budget {
+                        buckets_used += size;
+                        buckets.push((child, keys));
+                    }
+                } else if let Ok(children) = self.tree.children(child) {
+                    let size = 16 + 11 * children.len();
+                    if nodes_used + size <= budget {
+                        nodes_used += size;
+                        deeper.push((child, children));
+                    }
+                }
+            }
+        }
+        if !deeper.is_empty() {
+            self.stats.nodes_sent += deeper.len() as u64;
+            self.send(from, &Message::Nodes { nodes: deeper });
+        }
+        if !buckets.is_empty() {
+            let msg = Message::Buckets {
+                ctx: self.sendable_context(),
+                reply: false,
+                buckets,
+            };
+            self.send(from, &msg);
+        }
+    }
+
+    fn bucket_listing(&self, bucket: NodePath) -> Vec<(KeyHash, Digest)> {
+        self.tree
+            .leaf_keys(bucket)
+            .map(|keys| keys.collect())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn on_buckets(
+        &mut self,
+        from: &P,
+        their_ctx: &CausalContext,
+        reply: bool,
+        buckets: &[(NodePath, Vec<(KeyHash, Digest)>)],
+    ) {
+        let shape = self.tree.shape();
+        let wanted: HashSet<u64> = buckets.iter().map(|(p, _)| p.index).collect();
+        // The tree knows key hashes, not keys: find our keys in these buckets.
+        let mut ours: HashMap<u64, Vec<(KeyHash, C::Key)>> = HashMap::new();
+        for (key, _) in self.crdt.as_causal().store().iter() {
+            let kh = key_hash(key);
+            let bucket = shape.index_of(kh, shape.depth);
+            if wanted.contains(&bucket) {
+                ours.entry(bucket).or_default().push((kh, key.clone()));
+            }
+        }
+        let ctx = self.sendable_context();
+        let budget = self
+            .config
+            .max_sync_size
+            .saturating_sub(ENVELOPE + codec::encoded_len(&ctx).unwrap_or(0));
+        let mut used = 0;
+        let mut entries = Vec::new();
+        let mut answer = Vec::new();
+        let mut changed = Vec::new();
+        for (path, theirs) in buckets {
+            let theirs: HashMap<KeyHash, Digest> = theirs.iter().copied().collect();
+            let mine = ours.remove(&path.index).unwrap_or_default();
+            let mut differs = theirs.len() != mine.len();
+            for (kh, key) in &mine {
+                match theirs.get(kh) {
+                    None => {
+                        // They have no entry under this key: what of ours they have seen,
+                        // they removed.
+                        if self.join_key(key, &C::Value::default(), their_ctx) {
+                            changed.push(key.clone());
+                        }
+                    }
+                    Some(d) if Some(*d) == self.tree.get(*kh) => continue,
+                    Some(_) => {}
+                }
+                differs = true;
+                if let Some(store) = self.crdt.as_causal().store().get(key) {
+                    if store.is_empty() {
+                        continue;
+                    }
+                    let size = codec::encoded_len(&(key, store)).unwrap_or(usize::MAX);
+                    if used + size <= budget {
+                        used += size;
+                        entries.push((key.clone(), store.clone()));
+                    }
+                }
+            }
+            if !reply && differs {
+                // Show them our side of the bucket too: they hold keys we lack (they will
+                // remove what we removed), or their entries under a shared key differ from
+                // ours (they will send theirs, whose context may remove some of ours).
+                answer.push((*path, self.bucket_listing(*path)));
+            }
+        }
+        self.changed_by_peer(from, changed);
+        if !entries.is_empty() {
+            self.stats.repair_keys_sent += entries.len() as u64;
+            let msg = Message::Repair {
+                ctx: ctx.clone(),
+                entries,
+                seen: Vec::new(),
+            };
+            self.send(from, &msg);
+        }
+        if !answer.is_empty() {
+            let msg = Message::Buckets {
+                ctx,
+                reply: true,
+                buckets: answer,
+            };
+            self.send(from, &msg);
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Tests of the sync protocol: a deterministic simulated network (`sim`), seeded schedules
+//! of faults, named regressions, and the wire format's golden vectors.
+
+mod schedules;
+mod sim;
