@@ -3,3 +3,4 @@
 
 mod schedules;
 mod sim;
+mod wire;
