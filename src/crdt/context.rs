@@ -33,12 +33,18 @@ pub struct CausalContext {
     cloud: BTreeSet<Dot>,
 }
 
-/// The wire form of a context, validated on decode: a peer can send anything.
+/// The wire form of a context, validated on decode: a peer can send anything. The cloud is
+/// sent as runs `(first counter, length)` per replica: the dots of a delta group are mostly
+/// consecutive, and a replica id (64 random bits) is then written once, not per dot.
 #[derive(Serialize, Deserialize)]
 struct RawContext {
     vv: Vec<(ReplicaId, u64)>,
-    cloud: Vec<Dot>,
+    cloud: Vec<(ReplicaId, Vec<(u64, u64)>)>,
 }
+
+/// Most dots a decoded cloud may expand to: a run's length comes from the peer, and the
+/// cloud is a set of individual dots in memory.
+const MAX_CLOUD_DOTS: u64 = 1 << 24;
 
 /// A decoded causal context broke an invariant. Nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -49,6 +55,9 @@ pub enum ContextError {
     /// A dot with counter 0, which no write ever has.
     #[error("dot counter 0 in a causal context")]
     ZeroCounter,
+    /// The cloud's runs add up to more dots than a context may hold out of order.
+    #[error("dot cloud too large")]
+    CloudTooLarge,
 }
 
 impl TryFrom<RawContext> for CausalContext {
@@ -57,15 +66,31 @@ impl TryFrom<RawContext> for CausalContext {
         if raw.vv.windows(2).any(|w| w[0].0 >= w[1].0) {
             return Err(ContextError::UnsortedVector);
         }
-        if raw.cloud.iter().any(|d| d.counter == 0) {
-            return Err(ContextError::ZeroCounter);
+        let mut total = 0u64;
+        for (_, runs) in &raw.cloud {
+            for &(first, len) in runs {
+                if first == 0 {
+                    return Err(ContextError::ZeroCounter);
+                }
+                total = total.saturating_add(len);
+            }
+        }
+        if total > MAX_CLOUD_DOTS {
+            return Err(ContextError::CloudTooLarge);
         }
         let mut ctx = CausalContext {
             vv: raw.vv.into_iter().filter(|&(_, n)| n > 0).collect(),
             cloud: BTreeSet::new(),
         };
-        for dot in raw.cloud {
-            ctx.insert(dot);
+        for (replica, runs) in raw.cloud {
+            for (first, len) in runs {
+                let last = first.saturating_add(len.saturating_sub(1));
+                for counter in first..=last {
+                    if len > 0 {
+                        ctx.insert(Dot::new(replica, counter));
+                    }
+                }
+            }
         }
         Ok(ctx)
     }
@@ -73,10 +98,17 @@ impl TryFrom<RawContext> for CausalContext {
 
 impl From<CausalContext> for RawContext {
     fn from(ctx: CausalContext) -> Self {
-        RawContext {
-            vv: ctx.vv,
-            cloud: ctx.cloud.into_iter().collect(),
+        let mut cloud: Vec<(ReplicaId, Vec<(u64, u64)>)> = Vec::new();
+        for dot in ctx.cloud {
+            match cloud.last_mut() {
+                Some((r, runs)) if *r == dot.replica => match runs.last_mut() {
+                    Some((first, len)) if *first + *len == dot.counter => *len += 1,
+                    _ => runs.push((dot.counter, 1)),
+                },
+                _ => cloud.push((dot.replica, vec![(dot.counter, 1)])),
+            }
         }
+        RawContext { vv: ctx.vv, cloud }
     }
 }
 
@@ -364,6 +396,10 @@ mod tests {
             let expect: BTreeSet<Dot> = set.iter().filter(|d| !b.contains(d)).copied().collect();
             prop_assert_eq!(diff.dots().collect::<BTreeSet<_>>(), expect);
             prop_assert!(other.is_subset(&ctx));
+            // The wire form (runs per replica) gives back the same context.
+            let bytes = crate::codec::encode(&ctx, 1 << 20).expect("encodes");
+            let back: CausalContext = crate::codec::decode(&bytes, 1 << 20).expect("decodes");
+            prop_assert_eq!(back, ctx);
         }
     }
 
@@ -395,13 +431,21 @@ mod tests {
         );
         let bad = RawContext {
             vv: vec![],
-            cloud: vec![Dot::new(r(1), 0)],
+            cloud: vec![(r(1), vec![(0, 1)])],
         };
         assert_eq!(CausalContext::try_from(bad), Err(ContextError::ZeroCounter));
+        let huge = RawContext {
+            vv: vec![],
+            cloud: vec![(r(1), vec![(5, u64::MAX)])],
+        };
+        assert_eq!(
+            CausalContext::try_from(huge),
+            Err(ContextError::CloudTooLarge)
+        );
         // A cloud dot the vector covers is normalised away, not trusted.
         let raw = RawContext {
             vv: vec![(r(1), 5)],
-            cloud: vec![Dot::new(r(1), 3), Dot::new(r(1), 6)],
+            cloud: vec![(r(1), vec![(3, 1), (6, 1)])],
         };
         let ctx = CausalContext::try_from(raw).unwrap();
         assert!(ctx.is_version_vector());

@@ -361,6 +361,13 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         n.sent_upto = last;
         n.sent_at = tick;
         self.stats.deltas_sent += deltas.len() as u64;
+        // One delta group: a single context for all of them, and a key written twice is sent
+        // once.
+        let mut group = Causal::empty_delta();
+        for d in &deltas {
+            group.join(d);
+        }
+        let deltas = vec![group];
         self.send(
             peer,
             &Message::Deltas {
