@@ -17,6 +17,7 @@
 //! `-- sync` selects them. [`report::median_time`] times a closure (median of n runs).
 
 mod report;
+mod sync;
 
 use herd::clock::Hlc;
 use herd::codec;
@@ -27,7 +28,9 @@ use std::hint::black_box;
 /// Every workload, by name. Adding one is one line here plus its function.
 const WORKLOADS: &[Workload] = &[
     ("codec", codec_workload),
-    // ("sync-...", sync_...),
+    ("sync-delta", sync::sync_delta),
+    ("sync-repair", sync::sync_repair),
+    ("sync-idle", sync::sync_idle),
 ];
 
 fn main() {

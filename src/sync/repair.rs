@@ -68,6 +68,13 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             self.crdt.as_causal_mut().ctx.union(&ctx);
             return;
         }
+        let their_hash = super::keys::context_hash(&ctx);
+        let ours = (their_hash, self.tree.root());
+        let stalled = their_hash == self.context_hash()
+            || self.neighbours.get(from).and_then(|n| n.last_context) == Some(ours);
+        if let Some(n) = self.neighbours.get_mut(from) {
+            n.last_context = Some(ours);
+        }
         let (entries, seen) = self.unseen_entries(&ctx);
         let found = !entries.is_empty();
         if found || !seen.is_empty() {
@@ -83,10 +90,11 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                 n.quiet_until = quiet;
             }
         }
-        if !found && self.id < their_id {
-            // Nothing they have not seen, yet the trees differ: some of their keys hold writes
-            // we removed (or the reverse). Find them by descending the trees; the replica with
-            // the lower id leads so that a pair descends once.
+        if !found && stalled && self.id < their_id {
+            // Nothing they have not seen, yet the trees differ, and nothing is landing (equal
+            // contexts, or no change on either side since their last context): some keys hold
+            // writes that one side removed. Find them by descending the trees; the replica
+            // with the lower id leads so that a pair descends once.
             self.start_descent(from);
         }
     }

@@ -68,6 +68,9 @@ pub(super) struct Neighbour {
     pub(super) sent_at: u64,
     /// No digest to it before this tick (a repair is landing).
     pub(super) quiet_until: u64,
+    /// At its last `Context`: a hash of its context, and our root. Unchanged at the next one
+    /// means nothing is landing on either side.
+    pub(super) last_context: Option<(u64, Digest)>,
 }
 
 /// The sync protocol state of one replica of a map-shaped CRDT `C`, with neighbours named by
