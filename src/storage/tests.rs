@@ -510,3 +510,79 @@ proptest! {
         });
     }
 }
+
+/// Environment variables that turn [`crash_child`] on, set by [`crash_after`].
+const CRASH_DIR: &str = "HERD_STORAGE_CRASH_DIR";
+const CRASH_MODE: &str = "HERD_STORAGE_CRASH_MODE";
+
+/// Not a test on its own: run by [`crash_after`] in a child process, which it aborts (no
+/// destructors, no final sync) right after 20 batches of one entry each were applied.
+#[test]
+#[ignore = "run as a child process by the crash tests"]
+fn crash_child() {
+    let (Ok(dir), Ok(mode)) = (std::env::var(CRASH_DIR), std::env::var(CRASH_MODE)) else {
+        return;
+    };
+    let config = match mode.as_str() {
+        "durable" => RedbConfig::durable(),
+        _ => RedbConfig::write_behind(Duration::from_secs(3600)),
+    };
+    let store = RedbStorage::open(Path::new(&dir), "replica", config).unwrap();
+    store.init(17).unwrap();
+    for i in 0..20u32 {
+        if mode == "flush_then_more" && i == 10 {
+            store.flush().unwrap();
+        }
+        store
+            .apply(&batch(
+                &[(&format!("k{i:02}"), "v")],
+                &[],
+                Some(&i.to_string()),
+            ))
+            .unwrap();
+    }
+    std::process::abort();
+}
+
+/// Runs [`crash_child`] in `mode` and returns what a restart loads: the entry count.
+fn crash_after(mode: &str) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "storage::tests::crash_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CRASH_DIR, dir.path())
+        .env(CRASH_MODE, mode)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child did not crash");
+    let (id, context, entries) = loaded(&open(dir.path())).expect("init was durable");
+    assert_eq!(id, 17);
+    // Whatever survived is a prefix of the batches, each whole, with its own context.
+    let n = entries.len();
+    let want: Model = (0..n)
+        .map(|i| (format!("k{i:02}").into_bytes(), b"v".to_vec()))
+        .collect();
+    assert_eq!(entries, want);
+    let want_context = n.checked_sub(1).map(|i| i.to_string()).unwrap_or_default();
+    assert_eq!(context, want_context.into_bytes());
+    n
+}
+
+#[test]
+fn crash_loses_nothing_acknowledged_when_durable() {
+    assert_eq!(crash_after("durable"), 20);
+}
+
+#[test]
+fn crash_loses_unsynced_batches_when_write_behind() {
+    // No sync ran after init: a crash of the process alone loses every batch.
+    assert_eq!(crash_after("write_behind"), 0);
+    // A flush made the first ten durable; the ten after it are lost.
+    assert_eq!(crash_after("flush_then_more"), 10);
+}
