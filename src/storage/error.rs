@@ -39,8 +39,9 @@ pub enum StorageError {
     /// The file is not a readable database: random bytes, a truncated file, a failed
     /// checksum, or a herd record with an impossible value.
     ///
-    /// Nothing was written; the file is left as it was, for inspection. herd never replaces a
-    /// corrupt file by an empty store on its own: moving it away is the operator's decision
+    /// herd wrote nothing: a file that is not a redb database at all is left byte for byte,
+    /// for inspection (redb may have attempted its own repair of a damaged redb file before
+    /// giving up). herd never replaces a corrupt file by an empty store on its own: moving it away is the operator's decision
     /// (after which the replica starts fresh, with a new replica id).
     #[error("{}: corrupt store: {reason}", path.display())]
     Corrupt {
@@ -53,7 +54,8 @@ pub enum StorageError {
     /// The file is a readable database, but not one herd wrote: another redb file format,
     /// tables herd does not know, or tables of other types.
     ///
-    /// Nothing was written; the file is left as it was.
+    /// Nothing of herd's was written; the file's data is left as it was (redb may rewrite its
+    /// own header on open).
     #[error("{}: not a herd store: {reason}", path.display())]
     Foreign {
         /// The database file.
@@ -65,7 +67,7 @@ pub enum StorageError {
     /// The file is a herd store of a format version this build does not read (written by a
     /// newer, or much older, herd).
     ///
-    /// Nothing was written; the file is left as it was.
+    /// Nothing of herd's was written; the file's data is left as it was.
     #[error(
         "{}: store format version {found} (this build reads only version {supported})",
         path.display()

@@ -20,7 +20,8 @@
 //!
 //! A file that is not a redb database, a redb database without herd's tables or with tables
 //! of other types, and a herd store of another format version are each refused by
-//! [`RedbStorage::open`] with their own [`StorageError`] variant, and left untouched.
+//! [`RedbStorage::open`] with their own [`StorageError`] variant, their data left as it was
+//! (redb may rewrite its own file header when it opens and closes a redb file).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -157,8 +158,8 @@ impl RedbStorage {
     /// [`StorageError::InvalidName`] for a name that cannot be a file name;
     /// [`StorageError::AlreadyOpen`] if another handle holds the file;
     /// [`StorageError::Corrupt`], [`StorageError::Foreign`] or
-    /// [`StorageError::UnsupportedFormat`] for a file herd cannot read as its store (left
-    /// untouched); [`StorageError::Io`] if the directory or file cannot be created or read.
+    /// [`StorageError::UnsupportedFormat`] for a file herd cannot read as its store (its data
+    /// left as it was); [`StorageError::Io`] if the directory or file cannot be created or read.
     pub fn open(data_dir: &Path, name: &str, config: RedbConfig) -> Result<Self, StorageError> {
         if !valid_name(name) {
             return Err(StorageError::InvalidName {
@@ -195,7 +196,6 @@ impl RedbStorage {
     /// [`Storage::load`] without the guard against engine panics.
     fn load_unguarded(&self) -> Result<Option<Snapshot>, StorageError> {
         let path = &self.shared.path;
-
         let err = |e: redb::Error| map_err(path, e);
         let txn = self.shared.db.begin_read().map_err(|e| err(e.into()))?;
         let meta = txn.open_table(META).map_err(|e| err(e.into()))?;

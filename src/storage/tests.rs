@@ -81,6 +81,19 @@ fn roundtrip(store: &impl Storage) {
 }
 
 #[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<RedbStorage>();
+    send_sync::<MemoryStorage>();
+    send_sync::<WriteBatch>();
+    send_sync::<StorageError>();
+    send::<Snapshot>();
+    send::<Entries>();
+    send_sync::<Box<dyn Storage>>();
+}
+
+#[test]
 fn memory_roundtrip() {
     roundtrip(&MemoryStorage::new());
 }
