@@ -12,6 +12,7 @@
 //! |---|---|---|
 //! | core | [`crdt`], [`clock`], [`merkle`] | pure data structures: dots, causal contexts, delta-CRDTs, the hybrid logical clock, the anti-entropy hash tree |
 //! | edges | [`codec`] | the versioned, size-limited wire format |
+//! | edges | [`storage`] | a replica's state and id across restarts: the trait, redb on disk, memory for tests |
 //!
 //! The core is sans-IO: it never reads a clock, a socket or a random source by itself. The sync
 //! protocol, the replica actors on ractor, the cluster layer and the products (Agent, Presence,
@@ -42,3 +43,4 @@ pub mod codec;
 pub mod crdt;
 pub mod merkle;
 pub mod sync;
+pub mod storage;
