@@ -11,12 +11,13 @@
 //! | layer | module | owns |
 //! |---|---|---|
 //! | core | [`crdt`], [`clock`], [`merkle`] | pure data structures: dots, causal contexts, delta-CRDTs, the hybrid logical clock, the anti-entropy hash tree |
-//! | edges | [`codec`] | the versioned, size-limited wire format |
+//! | protocol | [`sync`] | the sans-IO anti-entropy state machine: delta path and Merkle repair path |
+//! | edges | [`codec`], [`storage`] | the versioned, size-limited wire format; where a replica's state lives across restarts |
 //! | edges | [`storage`] | a replica's state and id across restarts: the trait, redb on disk, memory for tests |
 //!
-//! The core is sans-IO: it never reads a clock, a socket or a random source by itself. The sync
-//! protocol, the replica actors on ractor, the cluster layer and the products (Agent, Presence,
-//! Registry, DynamicSupervisor) build on it.
+//! The core and the protocol are sans-IO: they never read a clock, a socket or a random source
+//! by themselves. The replica actors on ractor, the cluster layer and the products (Agent,
+//! Presence, Registry, DynamicSupervisor) build on them.
 //!
 //! ## A first example
 //! ```
@@ -42,5 +43,5 @@ pub mod clock;
 pub mod codec;
 pub mod crdt;
 pub mod merkle;
-pub mod sync;
 pub mod storage;
+pub mod sync;
