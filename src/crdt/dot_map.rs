@@ -48,6 +48,18 @@ impl<K: Hash + Eq, S> DotMap<K, S> {
         self.entries.iter()
     }
 
+    /// The keys whose store holds a dot: the keys present (a keyed delta also lists keys
+    /// with nothing under them, to say what it removed).
+    pub fn present_keys(&self) -> impl Iterator<Item = &K>
+    where
+        S: DotStore,
+    {
+        self.entries
+            .iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(k, _)| k)
+    }
+
     /// How many keys (including empty stores that a keyed delta carries).
     pub fn key_count(&self) -> usize {
         self.entries.len()

@@ -101,11 +101,7 @@ impl<K: Hash + Eq + Clone + std::fmt::Debug, C: Embeddable> OrMap<K, C> {
 
     /// The keys present, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = &K> {
-        self.inner
-            .store
-            .iter()
-            .filter(|(_, s)| !s.is_empty())
-            .map(|(k, _)| k)
+        self.inner.store.present_keys()
     }
 
     /// How many keys are present.

@@ -92,11 +92,7 @@ impl<T: Hash + Eq + Clone + std::fmt::Debug> OrSet<T> {
 
     /// The elements, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.inner
-            .store
-            .iter()
-            .filter(|(_, s)| !s.is_empty())
-            .map(|(k, _)| k)
+        self.inner.store.present_keys()
     }
 
     /// How many elements.

@@ -164,8 +164,8 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     ) {
         let mut changed = Vec::new();
         for (key, theirs) in &entries {
-            if self.join_key(key, theirs, their_ctx) {
-                changed.push(key.clone());
+            if let Some(removed) = self.join_key(key, theirs, their_ctx) {
+                changed.push((key.clone(), removed));
             }
         }
         for &(r, lo, hi) in seen {
@@ -174,38 +174,50 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         self.changed_by_peer(from, changed);
     }
 
-    /// Joins a peer's whole entries under `key` and keeps the tree in step.
-    fn join_key(&mut self, key: &C::Key, theirs: &C::Value, their_ctx: &CausalContext) -> bool {
-        let changed = self
+    /// Joins a peer's whole entries under `key` and keeps the tree in step. Returns `None` if
+    /// nothing changed, else the dots the join removed from under `key`.
+    fn join_key(
+        &mut self,
+        key: &C::Key,
+        theirs: &C::Value,
+        their_ctx: &CausalContext,
+    ) -> Option<Vec<Dot>> {
+        let before = self.crdt.as_causal().key_dots(key);
+        if !self
             .crdt
             .as_causal_mut()
-            .join_key_from_peer(key, theirs, their_ctx);
-        if changed {
-            self.refresh_key(key);
+            .join_key_from_peer(key, theirs, their_ctx)
+        {
+            return None;
         }
-        changed
+        self.refresh_key(key);
+        let after = self.crdt.as_causal().key_dots(key);
+        Some(
+            before
+                .into_iter()
+                .filter(|d| after.binary_search(d).is_err())
+                .collect(),
+        )
     }
 
     /// Reports keys a peer changed, and forwards the change to the other neighbours as a
-    /// keyed delta holding those keys' entries (and the dots that left them).
-    fn changed_by_peer(&mut self, from: &P, changed: Vec<C::Key>) {
+    /// keyed delta: each key's entries now, and the dots the change removed from under it.
+    fn changed_by_peer(&mut self, from: &P, changed: Vec<(C::Key, Vec<Dot>)>) {
         if changed.is_empty() {
             return;
         }
         let causal = self.crdt.as_causal();
         let mut store = DotMap::default();
         let mut ctx = CausalContext::new();
-        for key in &changed {
+        for (key, removed) in &changed {
             let entries = causal.store().get(key).cloned().unwrap_or_default();
             entries.for_each_dot(&mut |d| ctx.insert(d));
+            removed.iter().for_each(|&d| ctx.insert(d));
             store.entries.insert(key.clone(), entries);
         }
-        // Dots that left these keys are in our context but no longer in the store; the
-        // receiver only needs the ones it might still hold, which are the ones it has seen:
-        // its own repair exchange settles those, so the forwarded delta carries the survivors.
-        let delta = Causal::keyed(store, ctx);
-        self.push_delta(delta, Some(from.clone()));
-        self.events.push_back(super::SyncEvent::Changed(changed));
+        self.push_delta(Causal::keyed(store, ctx), Some(from.clone()));
+        let keys = changed.into_iter().map(|(k, _)| k).collect();
+        self.events.push_back(super::SyncEvent::Changed(keys));
     }
 
     // ---- Merkle descent ----
@@ -312,8 +324,8 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                     None => {
                         // They have no entry under this key: what of ours they have seen,
                         // they removed.
-                        if self.join_key(key, &C::Value::default(), their_ctx) {
-                            changed.push(key.clone());
+                        if let Some(removed) = self.join_key(key, &C::Value::default(), their_ctx) {
+                            changed.push((key.clone(), removed));
                         }
                     }
                     Some(d) if Some(*d) == self.tree.get(*kh) => continue,

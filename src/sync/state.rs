@@ -43,6 +43,9 @@ pub struct SyncStats {
     pub nodes_sent: u64,
     /// Deltas that alone exceed `max_sync_size` and so were left to the repair path.
     pub oversized_deltas: u64,
+    /// Messages dropped because they could not be encoded within `max_sync_size` (the
+    /// budgets should prevent it; what they carried is repaired later).
+    pub unsendable_messages: u64,
     /// Buffered deltas dropped before every neighbour acknowledged them (buffer full).
     pub dropped_deltas: u64,
 }
@@ -462,7 +465,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             }
             // Budgets keep messages under the limit; one that is not is dropped, and what it
             // carried is repaired later.
-            Err(_) => self.stats.oversized_deltas += 1,
+            Err(_) => self.stats.unsendable_messages += 1,
         }
     }
 

@@ -334,6 +334,9 @@ impl Sim {
             if s.root() != first.root() || s.crdt() != state {
                 return Err("replicas differ".into());
             }
+            if s.stats().unsendable_messages > 0 {
+                return Err("a message could not be encoded within max_sync_size".into());
+            }
         }
         Ok(())
     }
