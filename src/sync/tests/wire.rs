@@ -101,3 +101,14 @@ fn golden_digest_message() {
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, "0102888e98a8c0e0808101ac02");
 }
+
+/// The runtime moves these into actors and across threads (tokio's `async_send_sync` idea).
+#[test]
+fn public_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<SyncState<Map, String>>();
+    send_sync::<Map>();
+    send_sync::<crate::crdt::OrMap<String, crate::crdt::MvRegister<String>>>();
+    send_sync::<crate::crdt::CausalContext>();
+    send_sync::<SyncError>();
+}
