@@ -6,7 +6,7 @@
 use crate::report::Report;
 use herd::clock::Hlc;
 use herd::codec;
-use herd::crdt::{AwLwwMap, ReplicaId};
+use herd::crdt::{AwLwwMap, Embeddable, ReplicaId};
 use herd::sync::{SyncConfig, SyncState};
 
 type Map = AwLwwMap<String, Vec<u8>>;

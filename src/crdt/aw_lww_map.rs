@@ -204,11 +204,6 @@ where
         self.inner.context()
     }
 
-    /// The underlying causal value.
-    pub fn as_causal(&self) -> &Causal<DotMap<K, DotFun<Lww<V>>>> {
-        &self.inner
-    }
-
     /// The greatest timestamp stored, to resume a [`Hlc`](crate::clock::Hlc) after a restart.
     pub fn max_timestamp(&self) -> Option<Timestamp> {
         let mut max = None;

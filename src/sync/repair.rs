@@ -14,7 +14,7 @@ type Entries<C> = Vec<(<C as MapCrdt>::Key, <C as MapCrdt>::Value)>;
 
 impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     /// Sends a digest when nothing is in flight to `peer` and no repair is landing there.
-    pub(super) fn maybe_send_digest(&mut self, peer: &P) {
+    pub(super) fn maybe_send_digest(&mut self, peer: &P, ctx_hash: u64) {
         let Some(n) = self.neighbours.get(peer) else {
             return;
         };
@@ -26,7 +26,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         }
         let msg = Message::Digest {
             root: self.tree.root(),
-            ctx_hash: self.context_hash(),
+            ctx_hash,
         };
         self.send(peer, &msg);
     }
@@ -35,7 +35,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         if root == self.tree.root() && ctx_hash == self.context_hash() {
             return;
         }
-        let ctx = self.sendable_context();
+        let (ctx, _) = self.sendable_context();
         let msg = Message::Context {
             from: self.id,
             root: self.tree.root(),
@@ -48,11 +48,18 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     /// a subset of a context is always safe to send (the peer only keeps more, or sends more).
     /// The cloud matters: dots of a replica whose first writes were lost with it can only
     /// ever live there, and removes of them are decided with it.
-    pub(super) fn sendable_context(&self) -> CausalContext {
+    ///
+    /// Returns the context and its encoded size, which message budgets subtract.
+    pub(super) fn sendable_context(&self) -> (CausalContext, usize) {
         let ctx = self.crdt.as_causal().context();
-        let fits = codec::encoded_len(ctx)
-            .is_ok_and(|len| len + ENVELOPE <= self.config.max_sync_size / 2);
-        if fits { ctx.clone() } else { ctx.vector_only() }
+        match codec::encoded_len(ctx) {
+            Ok(len) if len + ENVELOPE <= self.config.max_sync_size / 2 => (ctx.clone(), len),
+            _ => {
+                let vv = ctx.vector_only();
+                let len = codec::encoded_len(&vv).unwrap_or(0);
+                (vv, len)
+            }
+        }
     }
 
     pub(super) fn on_context(
@@ -75,12 +82,13 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         if let Some(n) = self.neighbours.get_mut(from) {
             n.last_context = Some(ours);
         }
-        let (entries, seen) = self.unseen_entries(&ctx);
+        let (ours, ours_len) = self.sendable_context();
+        let (entries, seen) = self.unseen_entries(&ctx, ours_len);
         let found = !entries.is_empty();
         if found || !seen.is_empty() {
             self.stats.repair_keys_sent += entries.len() as u64;
             let msg = Message::Repair {
-                ctx: self.sendable_context(),
+                ctx: ours,
                 entries,
                 seen,
             };
@@ -101,7 +109,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
 
     /// Every key holding a write `seen` does not cover, with all its entries, in dot order and
     /// within one message; and the dot ranges the receiver may then record as seen.
-    fn unseen_entries(&self, seen: &CausalContext) -> (Entries<C>, Vec<DotRange>) {
+    fn unseen_entries(&self, seen: &CausalContext, ctx_len: usize) -> (Entries<C>, Vec<DotRange>) {
         let causal = self.crdt.as_causal();
         let mut candidates: Vec<(Dot, &C::Key, &C::Value)> = Vec::new();
         for (key, store) in causal.store().iter() {
@@ -117,10 +125,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         }
         candidates.sort_unstable_by_key(|(d, _, _)| *d);
 
-        let budget = self
-            .config
-            .max_sync_size
-            .saturating_sub(ENVELOPE + codec::encoded_len(&self.sendable_context()).unwrap_or(0));
+        let budget = self.config.max_sync_size.saturating_sub(ENVELOPE + ctx_len);
         let mut used = 0;
         let mut entries = Vec::new();
         let mut excluded: BTreeMap<ReplicaId, u64> = BTreeMap::new();
@@ -236,10 +241,8 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
 
     pub(super) fn on_nodes(&mut self, from: &P, nodes: &[(NodePath, Vec<(u16, Digest)>)]) {
         let shape = self.tree.shape();
-        let budget = self
-            .config
-            .max_sync_size
-            .saturating_sub(ENVELOPE + codec::encoded_len(&self.sendable_context()).unwrap_or(0));
+        let (ctx, ctx_len) = self.sendable_context();
+        let budget = self.config.max_sync_size.saturating_sub(ENVELOPE + ctx_len);
         let mut deeper = Vec::new();
         let mut buckets = Vec::new();
         let (mut nodes_used, mut buckets_used) = (0usize, 0usize);
@@ -273,7 +276,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         }
         if !buckets.is_empty() {
             let msg = Message::Buckets {
-                ctx: self.sendable_context(),
+                ctx,
                 reply: false,
                 buckets,
             };
@@ -306,11 +309,8 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                 ours.entry(bucket).or_default().push((kh, key.clone()));
             }
         }
-        let ctx = self.sendable_context();
-        let budget = self
-            .config
-            .max_sync_size
-            .saturating_sub(ENVELOPE + codec::encoded_len(&ctx).unwrap_or(0));
+        let (ctx, ctx_len) = self.sendable_context();
+        let budget = self.config.max_sync_size.saturating_sub(ENVELOPE + ctx_len);
         let mut used = 0;
         let mut entries = Vec::new();
         let mut answer = Vec::new();

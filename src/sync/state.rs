@@ -215,9 +215,10 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     pub fn handle_tick(&mut self) {
         self.tick += 1;
         let peers: Vec<P> = self.neighbours.keys().cloned().collect();
+        let ctx_hash = self.context_hash();
         for peer in peers {
             self.send_deltas(&peer);
-            self.maybe_send_digest(&peer);
+            self.maybe_send_digest(&peer, ctx_hash);
         }
         self.collect_garbage();
     }

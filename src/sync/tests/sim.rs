@@ -4,7 +4,7 @@
 //! without it (then with a fresh replica id).
 
 use crate::clock::Hlc;
-use crate::crdt::{AwLwwMap, Crdt, ReplicaId};
+use crate::crdt::{AwLwwMap, Crdt, Embeddable, ReplicaId};
 use crate::sync::{SyncConfig, SyncState};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
