@@ -401,12 +401,28 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             if new.is_bottom() {
                 continue;
             }
-            self.crdt.as_causal_mut().join(&new);
             if new.is_keyed() {
+                self.crdt.as_causal_mut().join(&new);
                 changed.extend(self.refresh_keys_of(&new));
             } else {
+                // A full state may remove keys it does not list (it forgot them): find those
+                // by comparing key sets. O(n), like the join itself on this path.
+                let before: Vec<C::Key> = self
+                    .crdt
+                    .as_causal()
+                    .store()
+                    .present_keys()
+                    .cloned()
+                    .collect();
+                self.crdt.as_causal_mut().join(&new);
                 self.rebuild_tree();
-                changed.extend(new.store().iter().map(|(k, _)| k.clone()));
+                let store = self.crdt.as_causal().store();
+                changed.extend(
+                    before
+                        .into_iter()
+                        .filter(|k| store.get(k).is_none_or(DotStore::is_empty)),
+                );
+                changed.extend(new.store().present_keys().cloned());
             }
             self.push_delta(new, Some(from.clone()));
         }

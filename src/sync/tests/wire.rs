@@ -112,3 +112,35 @@ fn public_types_are_send_and_sync() {
     send_sync::<crate::crdt::CausalContext>();
     send_sync::<SyncError>();
 }
+
+/// A neighbour may send a full state instead of a keyed delta (a `mutate` closure can return
+/// one). It can remove keys it does not list; those removals must still be reported.
+#[test]
+fn a_full_state_delta_reports_the_keys_it_removed() {
+    use crate::crdt::Embeddable;
+    let mut s = replica();
+    let mut full = s.crdt().clone();
+    full.remove("k3");
+    assert!(!full.as_causal().is_keyed());
+    let msg = Message::Deltas {
+        epoch: 5,
+        first: 1,
+        last: 1,
+        deltas: vec![full.clone().into_causal()],
+    };
+    let bytes = codec::encode(&msg, 4096).unwrap();
+    s.handle_message(&1, &bytes).unwrap();
+    assert_eq!(s.crdt().get("k3"), None);
+    assert_eq!(s.crdt(), &full);
+    let mut reported = Vec::new();
+    while let Some(crate::sync::SyncEvent::Changed(keys)) = s.poll_event() {
+        reported.extend(keys);
+    }
+    assert!(
+        reported.contains(&"k3".to_string()),
+        "reported {reported:?}"
+    );
+    let rebuilt: SyncState<Map, u8> =
+        SyncState::new(ReplicaId::new(9), 2, full.clone(), SyncConfig::default());
+    assert_eq!(s.root(), rebuilt.root());
+}
