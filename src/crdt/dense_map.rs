@@ -133,7 +133,24 @@ impl<K: Hash + Eq, V> DenseMap<K, V> {
                 *slot = i as u32;
             }
         }
-        Some(self.entries.swap_remove(i))
+        let removed = self.entries.swap_remove(i);
+        self.shrink_if_sparse();
+        Some(removed)
+    }
+
+    /// Gives memory back once at most a quarter of the capacity is used, keeping room for
+    /// twice the entries left: a map that held a million keys and lost them returns to near
+    /// its empty size (removes leave no tombstones, so nothing else holds on to it), and the
+    /// quarter/double gap keeps the cost amortised O(1) per remove.
+    fn shrink_if_sparse(&mut self) {
+        const MIN_CAPACITY: usize = 64;
+        let len = self.entries.len();
+        if self.entries.capacity() > MIN_CAPACITY && len <= self.entries.capacity() / 4 {
+            self.entries.shrink_to((len * 2).max(MIN_CAPACITY / 4));
+            let (entries, hasher) = (&self.entries, &self.hasher);
+            self.index
+                .shrink_to(len * 2, |&j| hasher.hash_one(&entries[j as usize].0));
+        }
     }
 
     pub(crate) fn swap_remove_entry<Q>(&mut self, key: &Q) -> Option<(K, V)>
@@ -157,6 +174,7 @@ impl<K: Hash + Eq, V> DenseMap<K, V> {
                 self.index
                     .insert_unique(hash, i as u32, |&j| hasher.hash_one(&entries[j as usize].0));
             }
+            self.shrink_if_sparse();
         }
     }
 
@@ -224,7 +242,7 @@ mod tests {
     proptest! {
         /// Behaves like a HashMap through inserts, swap-removes and retains.
         #[test]
-        fn matches_hash_map(ops in proptest::collection::vec((0u8..3, 0u16..64, any::<u8>()), 0..300)) {
+        fn matches_hash_map(ops in proptest::collection::vec((0u8..3, 0u16..400, any::<u8>()), 0..1200)) {
             let mut dense = DenseMap::default();
             let mut model = HashMap::new();
             for (op, k, v) in ops {
@@ -241,6 +259,26 @@ mod tests {
                     prop_assert_eq!(dense.get(k), Some(v));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn gives_memory_back_after_removes() {
+        let mut dense = DenseMap::default();
+        for k in 0..10_000u32 {
+            dense.insert(k, [0u8; 64]);
+        }
+        for k in 0..9_990u32 {
+            dense.swap_remove_entry(&k);
+        }
+        assert!(
+            dense.entries.capacity() <= 64,
+            "{}",
+            dense.entries.capacity()
+        );
+        assert!(dense.index.capacity() <= 128, "{}", dense.index.capacity());
+        for k in 9_990..10_000u32 {
+            assert_eq!(dense.get(&k), Some(&[0u8; 64]));
         }
     }
 }

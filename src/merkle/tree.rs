@@ -164,6 +164,11 @@ impl MerkleTree {
                     entry.get_mut().apply(sum, count);
                     if entry.get().count == 0 {
                         entry.remove();
+                        // Give memory back when a level empties out (everything deleted);
+                        // the quarter/double gap keeps this amortised O(1).
+                        if nodes.capacity() > 64 && nodes.len() <= nodes.capacity() / 4 {
+                            nodes.shrink_to(nodes.len() * 2);
+                        }
                     }
                 }
                 Entry::Vacant(entry) => {

@@ -477,6 +477,10 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         while self.buffer.front().is_some_and(|b| b.seq <= floor) {
             self.buffer.pop_front();
         }
+        // After a burst of writes the buffer empties again: give its memory back.
+        if self.buffer.capacity() > 1024 && self.buffer.len() <= self.buffer.capacity() / 4 {
+            self.buffer.shrink_to(self.buffer.len() * 2);
+        }
         // A neighbour behind what the buffer still holds is left to the repair path.
         let base = self.head - self.buffer.len() as u64;
         for n in self.neighbours.values_mut() {
