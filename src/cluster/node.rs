@@ -65,7 +65,8 @@ impl Counters {
 
 /// A running cluster node. Cheap to clone (an `Arc` inside); all clones are the same node.
 ///
-/// See the [module docs](super) for membership, reconnects and identity.
+/// See the [module docs](super) for membership, reconnects and identity. Dropping the last
+/// clone does not stop the node (ractor's actors outlive it): call [`Node::shutdown`].
 #[derive(Clone)]
 pub struct Node {
     inner: Arc<Inner>,
