@@ -12,12 +12,13 @@
 //! |---|---|---|
 //! | core | [`crdt`], [`clock`], [`merkle`] | pure data structures: dots, causal contexts, delta-CRDTs, the hybrid logical clock, the anti-entropy hash tree |
 //! | protocol | [`sync`] | the sans-IO anti-entropy state machine: delta path and Merkle repair path |
-//! | edges | [`codec`], [`storage`] | the versioned, size-limited wire format; where a replica's state lives across restarts |
-//! | edges | [`storage`] | a replica's state and id across restarts: the trait, redb on disk, memory for tests |
+//! | runtime | [`replica`] | the ractor actor around one CRDT: reads and writes, ticks, neighbours' messages, subscribers, group-committed storage |
+//! | cluster | [`cluster`] | ractor_cluster nodes: seeds, reconnects, membership by node name, one group per replica name |
+//! | edges | [`codec`], [`storage`] | the versioned, size-limited wire format; a replica's state and id across restarts: the trait, redb on disk, memory for tests |
 //!
 //! The core and the protocol are sans-IO: they never read a clock, a socket or a random source
-//! by themselves. The replica actors on ractor, the cluster layer and the products (Agent,
-//! Presence, Registry, DynamicSupervisor) build on them.
+//! by themselves. The replica actors and the cluster layer move time and bytes into them; the
+//! products (Agent, Presence, Registry, DynamicSupervisor) come next.
 //!
 //! ## A first example
 //! ```
