@@ -43,5 +43,6 @@ pub mod clock;
 pub mod codec;
 pub mod crdt;
 pub mod merkle;
+pub mod replica;
 pub mod storage;
 pub mod sync;

@@ -55,7 +55,7 @@ pub struct AwLwwMap<K, V> {
 }
 
 /// The order in which concurrent writes to one key win: timestamp, then replica id.
-fn rank<V>(dot: Dot, entry: &Lww<V>) -> (Timestamp, ReplicaId, u64) {
+pub(crate) fn rank<V>(dot: Dot, entry: &Lww<V>) -> (Timestamp, ReplicaId, u64) {
     (entry.ts, dot.replica, dot.counter)
 }
 

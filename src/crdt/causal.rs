@@ -43,6 +43,21 @@ pub enum CausalError {
     DotOutsideContext(Dot),
 }
 
+impl<S: DotStore> Causal<S> {
+    /// A full state made of `store` and `ctx`, as a replica loads it from storage: checked
+    /// like a decoded value, so a damaged store cannot smuggle in a dot its context lacks.
+    ///
+    /// # Errors
+    /// [`CausalError::DotOutsideContext`] when `store` holds a dot `ctx` does not cover.
+    pub fn from_state(store: S, ctx: CausalContext) -> Result<Self, CausalError> {
+        Self::try_from(RawCausal {
+            store,
+            ctx,
+            keyed: false,
+        })
+    }
+}
+
 impl<S: DotStore> TryFrom<RawCausal<S>> for Causal<S> {
     type Error = CausalError;
     fn try_from(raw: RawCausal<S>) -> Result<Self, CausalError> {

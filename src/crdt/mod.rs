@@ -36,7 +36,7 @@
 //! assert_eq!(a.get(&"colour"), Some(&"blue")); // the later timestamp wins everywhere
 //! ```
 
-mod aw_lww_map;
+pub(crate) mod aw_lww_map;
 mod causal;
 mod context;
 mod counters;

@@ -187,6 +187,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         theirs: &C::Value,
         their_ctx: &CausalContext,
     ) -> Option<Vec<Dot>> {
+        self.capture_previous(std::iter::once(key));
         let before = self.crdt.as_causal().key_dots(key);
         if !self
             .crdt
@@ -209,6 +210,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     /// keyed delta: each key's entries now, and the dots the change removed from under it.
     fn changed_by_peer(&mut self, from: &P, changed: Vec<(C::Key, Vec<Dot>)>) {
         if changed.is_empty() {
+            self.emit_changed(Vec::new()); // drops captures of keys that did not change
             return;
         }
         let causal = self.crdt.as_causal();
@@ -222,7 +224,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         }
         self.push_delta(Causal::keyed(store, ctx), Some(from.clone()));
         let keys = changed.into_iter().map(|(k, _)| k).collect();
-        self.events.push_back(super::SyncEvent::Changed(keys));
+        self.emit_changed(keys);
     }
 
     // ---- Merkle descent ----

@@ -15,11 +15,19 @@ pub struct Transmit<P> {
     pub bytes: Vec<u8>,
 }
 
+/// Changed keys with the stores they held before the change.
+type Previous<C> = Vec<(<C as MapCrdt>::Key, Option<<C as MapCrdt>::Value>)>;
+
 /// Something a neighbour changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SyncEvent<K> {
+pub enum SyncEvent<K, V> {
     /// These keys changed (added, updated or removed) through a neighbour's message.
     Changed(Vec<K>),
+    /// Instead of [`Changed`](Self::Changed) while
+    /// [`track_previous`](SyncState::track_previous) is on: each changed key with the dot
+    /// store it held before the change (`None` if it was absent), so a subscriber can tell an
+    /// add from an update and skip changes that left the visible value alone.
+    ChangedFrom(Vec<(K, Option<V>)>),
 }
 
 /// Counters, for observability and the benchmarks.
@@ -119,8 +127,11 @@ pub struct SyncState<C: MapCrdt, P> {
     pub(super) head: u64,
     pub(super) neighbours: BTreeMap<P, Neighbour>,
     pub(super) transmits: VecDeque<Transmit<P>>,
-    pub(super) events: VecDeque<SyncEvent<C::Key>>,
+    pub(super) events: VecDeque<SyncEvent<C::Key, C::Value>>,
     pub(super) stats: SyncStats,
+    /// `Some` while previous stores are tracked: the stores of keys about to change, captured
+    /// before the first change of each within the current message.
+    pub(super) previous: Option<Previous<C>>,
 }
 
 impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
@@ -144,6 +155,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: SyncStats::default(),
+            previous: None,
         };
         state.rebuild_tree();
         state
@@ -245,8 +257,15 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
 
     /// The next event, if any.
     #[must_use]
-    pub fn poll_event(&mut self) -> Option<SyncEvent<C::Key>> {
+    pub fn poll_event(&mut self) -> Option<SyncEvent<C::Key, C::Value>> {
         self.events.pop_front()
+    }
+
+    /// Turns on or off the capture of each changed key's previous store: while on, changes
+    /// made by neighbours are reported as [`SyncEvent::ChangedFrom`]. Costs one clone of each
+    /// changed key's store; off by default.
+    pub fn track_previous(&mut self, on: bool) {
+        self.previous = on.then(Vec::new);
     }
 
     fn dispatch(&mut self, from: &P, bytes: &[u8]) -> Result<(), SyncError> {
@@ -402,6 +421,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                 continue;
             }
             if new.is_keyed() {
+                self.capture_previous(new.store().iter().map(|(k, _)| k));
                 self.crdt.as_causal_mut().join(&new);
                 changed.extend(self.refresh_keys_of(&new));
             } else {
@@ -414,6 +434,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                     .present_keys()
                     .cloned()
                     .collect();
+                self.capture_previous(before.iter().chain(new.store().present_keys()));
                 self.crdt.as_causal_mut().join(&new);
                 self.rebuild_tree();
                 let store = self.crdt.as_causal().store();
@@ -426,9 +447,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             }
             self.push_delta(new, Some(from.clone()));
         }
-        if !changed.is_empty() {
-            self.events.push_back(SyncEvent::Changed(changed));
-        }
+        self.emit_changed(changed);
         self.send(from, &Message::Ack { epoch, first, last });
     }
 
@@ -469,6 +488,43 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     }
 
     // ---- shared helpers ----
+
+    /// Remembers the current stores of `keys` before they change, if tracking is on. Only the
+    /// first capture of a key per message counts: that is its state before the message.
+    pub(super) fn capture_previous<'k>(&mut self, keys: impl Iterator<Item = &'k C::Key>)
+    where
+        C::Key: 'k,
+    {
+        if let Some(previous) = self.previous.as_mut() {
+            let store = self.crdt.as_causal().store();
+            previous
+                .extend(keys.map(|k| (k.clone(), store.get(k).filter(|s| !s.is_empty()).cloned())));
+        }
+    }
+
+    /// Reports the keys a message changed: as [`SyncEvent::ChangedFrom`] with the stores
+    /// captured before, or as [`SyncEvent::Changed`].
+    pub(super) fn emit_changed(&mut self, changed: Vec<C::Key>) {
+        let Some(previous) = self.previous.as_mut() else {
+            if !changed.is_empty() {
+                self.events.push_back(SyncEvent::Changed(changed));
+            }
+            return;
+        };
+        let captured = std::mem::take(previous);
+        if changed.is_empty() {
+            return;
+        }
+        let changed: std::collections::HashSet<&C::Key> = changed.iter().collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(changed.len());
+        for (key, before) in captured {
+            if changed.contains(&key) && seen.insert(key.clone()) {
+                out.push((key, before));
+            }
+        }
+        self.events.push_back(SyncEvent::ChangedFrom(out));
+    }
 
     pub(super) fn send(&mut self, to: &P, msg: &Message<C::Key, C::Value>) {
         match codec::encode(msg, self.config.max_sync_size) {

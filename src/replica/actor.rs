@@ -1,0 +1,77 @@
+//! The ractor actor of a replica: it moves time (ticks) and neighbours' bytes into the
+//! sync state and sends what the protocol wants sent.
+
+use super::shared::Shared;
+use super::view::MapView;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::collections::BTreeSet;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a replica's actor is told. Local only: the cluster layer turns network frames into
+/// [`ReplicaMsg::Inbound`] after checking their envelope.
+#[derive(ractor_cluster::RactorMessage)]
+#[allow(dead_code)] // until cluster_glue.rs delivers frames and membership
+pub(crate) enum ReplicaMsg {
+    /// A sync interval passed.
+    Tick,
+    /// Sync bytes from the replica of the same name on node `from`.
+    Inbound { from: String, bytes: Vec<u8> },
+    /// The nodes now hosting a replica of this name.
+    Members(BTreeSet<String>),
+}
+
+pub(crate) struct ReplicaActor<C>(PhantomData<fn() -> C>);
+
+impl<C> ReplicaActor<C> {
+    pub(crate) fn new() -> Self {
+        ReplicaActor(PhantomData)
+    }
+}
+
+impl<C: MapView> Actor for ReplicaActor<C> {
+    type Msg = ReplicaMsg;
+    type State = Arc<Shared<C>>;
+    type Arguments = (Arc<Shared<C>>, Duration);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        (shared, interval): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_interval(interval, || ReplicaMsg::Tick);
+        Ok(shared)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        shared: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let _span = tracing::debug_span!("replica", name = %shared.name).entered();
+        let transmits = {
+            let mut core = shared.lock();
+            match message {
+                ReplicaMsg::Tick => core.sync.handle_tick(),
+                ReplicaMsg::Inbound { from, bytes } => {
+                    if let Err(error) = core.sync.handle_message(&from, &bytes) {
+                        // Counted in the stats; the replica keeps serving.
+                        tracing::warn!(replica = %shared.name, from = %from, %error, "refused a sync message");
+                    }
+                }
+                ReplicaMsg::Members(members) => {
+                    if !core.manual_neighbours {
+                        tracing::info!(replica = %shared.name, ?members, "neighbours follow membership");
+                        core.sync.set_neighbours(members);
+                    }
+                }
+            }
+            shared.drain(&mut core)
+        };
+        shared.transmit(transmits);
+        shared.wake_committer();
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! Joining a replica to its cluster group (filled when cluster/ lands).

@@ -1,0 +1,326 @@
+//! The state a replica's handles, its actor and its committer share.
+//!
+//! # Why a lock and not the mailbox
+//! Every call could go through the actor's mailbox, as DeltaCrdt's do through its GenServer.
+//! A mailbox round trip costs two cross-task wake-ups (measured in `benches/replica.rs`),
+//! several times the cost of the write itself, and every reader would queue behind every
+//! sync message. So reads and writes take a short, uncontended-in-practice mutex around the
+//! state instead; the actor only moves time (ticks) and bytes (neighbour messages) into it,
+//! and the committer thread moves changes out to storage. Nothing slow happens under the lock:
+//! no I/O, no fsync, no network send (messages are encoded under it, sent after).
+
+use super::persist;
+use super::view::{Diff, MapView};
+use super::{Ack, ReplicaError};
+use crate::clock::Hlc;
+use crate::crdt::{Crdt, DotStore, ReplicaId};
+use crate::storage::Storage;
+use crate::sync::{SyncEvent, SyncState, Transmit};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+
+/// Where a replica's messages go: the cluster group of its name (see `cluster_glue.rs`).
+pub(crate) trait Outbox: Send + Sync {
+    /// Sends one sync message to the replica of the same name on node `to`.
+    fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), String>;
+    /// Sends bytes without the cluster envelope (fault injection in tests).
+    fn send_unframed(&self, to: &str, bytes: Vec<u8>) -> Result<(), String>;
+    /// Frames refused before reaching the replica (bad envelope, oversized).
+    fn frames_rejected(&self) -> u64;
+}
+
+/// A batch of diffs sent to subscribers.
+pub(crate) type DiffBatch<C> = Vec<Diff<<C as crate::sync::MapCrdt>::Key, <C as MapView>::View>>;
+
+/// The part under the lock.
+pub(crate) struct Core<C: MapView> {
+    pub(crate) sync: SyncState<C, String>,
+    pub(crate) hlc: Hlc,
+    /// Keys changed since the last commit (only kept with storage).
+    dirty: Vec<C::Key>,
+    /// Something changed since the last commit (a key, or only the context).
+    changed: bool,
+    /// Sequence number of the last change; a commit covers every change up to the number it took.
+    seq: u64,
+    subscribers: Vec<mpsc::UnboundedSender<DiffBatch<C>>>,
+    /// Neighbours were set by hand: cluster membership no longer changes them.
+    pub(crate) manual_neighbours: bool,
+}
+
+impl<C: MapView> Core<C> {
+    /// True when someone listens for diffs.
+    pub(crate) fn has_subscribers(&self) -> bool {
+        !self.subscribers.is_empty()
+    }
+
+    /// The sequence number of the last change.
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// How far the committer got.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Committed {
+    pub(crate) seq: u64,
+    pub(crate) failed: Option<String>,
+}
+
+/// Shared by handles, the actor and the committer.
+pub(crate) struct Shared<C: MapView> {
+    core: Mutex<Core<C>>,
+    pub(crate) name: String,
+    pub(crate) id: ReplicaId,
+    pub(crate) restored: bool,
+    pub(crate) ack: Ack,
+    pub(crate) storage: Option<Arc<dyn Storage>>,
+    pub(crate) committed: watch::Sender<Committed>,
+    /// Wakes the committer; `None` without storage.
+    wake: Option<std::sync::mpsc::SyncSender<()>>,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) outbox: OnceLock<Arc<dyn Outbox>>,
+    pub(crate) commits: AtomicU64,
+    pub(crate) send_errors: AtomicU64,
+    pub(crate) max_sync_size: usize,
+}
+
+/// Milliseconds since the Unix epoch, for the hybrid logical clock.
+pub(crate) fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl<C: MapView> Shared<C> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        name: String,
+        sync: SyncState<C, String>,
+        hlc: Hlc,
+        restored: bool,
+        ack: Ack,
+        storage: Option<Arc<dyn Storage>>,
+        wake: Option<std::sync::mpsc::SyncSender<()>>,
+        max_sync_size: usize,
+    ) -> Self {
+        let id = sync.id();
+        Shared {
+            core: Mutex::new(Core {
+                sync,
+                hlc,
+                dirty: Vec::new(),
+                changed: false,
+                seq: 0,
+                subscribers: Vec::new(),
+                manual_neighbours: false,
+            }),
+            name,
+            id,
+            restored,
+            ack,
+            storage,
+            committed: watch::channel(Committed::default()).0,
+            wake,
+            stopping: AtomicBool::new(false),
+            outbox: OnceLock::new(),
+            commits: AtomicU64::new(0),
+            send_errors: AtomicU64::new(0),
+            max_sync_size,
+        }
+    }
+
+    /// The state, locked. A panic in a user's `read` or `mutate` closure poisons the lock; the
+    /// state is still a valid CRDT state (joins and mutators finish before they return deltas),
+    /// so the poison is ignored rather than turned into a panic of every later call.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Core<C>> {
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies a local change made under `core`: records it for storage and subscribers.
+    /// `before` is the visible value of `key` before the change, when the caller knew which key
+    /// it would touch (`put`, `delete`); otherwise diffs are derived from the delta. Returns the
+    /// change's sequence number.
+    pub(crate) fn after_local(
+        &self,
+        core: &mut Core<C>,
+        delta: &C,
+        known_before: Option<(&C::Key, Option<C::View>)>,
+    ) -> u64 {
+        let causal = delta.as_causal();
+        if causal.is_bottom() {
+            return core.seq;
+        }
+        if !core.subscribers.is_empty() {
+            // Without the value from before, a delta that removed more dots than it added
+            // replaced something: the change is an update (or a removal), else an add.
+            let mut alive = 0u64;
+            causal.store().for_each_dot(&mut |_| alive += 1);
+            let replaced = causal.context().dot_count() > alive;
+            let state = core.sync.crdt().as_causal().store();
+            let mut diffs = Vec::new();
+            for (key, _) in causal.store().iter() {
+                let after = state.get(key).and_then(C::view);
+                let diff = match &known_before {
+                    Some((k, before)) if *k == key => {
+                        Diff::between(key.clone(), before.clone(), after)
+                    }
+                    _ => match after {
+                        Some(value) if replaced => Some(Diff::Updated {
+                            key: key.clone(),
+                            value,
+                        }),
+                        Some(value) => Some(Diff::Added {
+                            key: key.clone(),
+                            value,
+                        }),
+                        None if replaced => Some(Diff::Removed { key: key.clone() }),
+                        None => None,
+                    },
+                };
+                diffs.extend(diff);
+            }
+            publish(core, diffs);
+        }
+        if self.storage.is_some() {
+            core.dirty
+                .extend(causal.store().iter().map(|(k, _)| k.clone()));
+        }
+        core.changed = true;
+        core.seq += 1;
+        core.seq
+    }
+
+    /// Handles what a sync call left behind: events (for storage and subscribers) and
+    /// transmits (returned, to be sent after the lock is released).
+    pub(crate) fn drain(&self, core: &mut Core<C>) -> Vec<Transmit<String>> {
+        while let Some(event) = core.sync.poll_event() {
+            match event {
+                SyncEvent::Changed(keys) => {
+                    if self.storage.is_some() {
+                        core.dirty.extend(keys);
+                    }
+                }
+                SyncEvent::ChangedFrom(changes) => {
+                    let state = core.sync.crdt().as_causal().store();
+                    let diffs: Vec<_> = changes
+                        .iter()
+                        .filter_map(|(key, before)| {
+                            let after = state.get(key).and_then(C::view);
+                            Diff::between(key.clone(), before.as_ref().and_then(C::view), after)
+                        })
+                        .collect();
+                    if self.storage.is_some() {
+                        core.dirty.extend(changes.into_iter().map(|(k, _)| k));
+                    }
+                    publish(core, diffs);
+                }
+            }
+            core.changed = true;
+            core.seq += 1;
+        }
+        let mut out = Vec::new();
+        while let Some(t) = core.sync.poll_transmit() {
+            out.push(t);
+        }
+        out
+    }
+
+    /// Adds a subscriber; turns on the sync layer's capture of previous values.
+    pub(crate) fn subscribe(&self) -> mpsc::UnboundedReceiver<DiffBatch<C>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut core = self.lock();
+        core.subscribers.push(tx);
+        core.sync.track_previous(true);
+        rx
+    }
+
+    /// Sends messages to neighbours; failures are counted (the protocol resends or repairs).
+    pub(crate) fn transmit(&self, transmits: Vec<Transmit<String>>) {
+        let Some(outbox) = self.outbox.get() else {
+            if !transmits.is_empty() {
+                self.send_errors
+                    .fetch_add(transmits.len() as u64, Ordering::Relaxed);
+            }
+            return;
+        };
+        for t in transmits {
+            if let Err(e) = outbox.send(&t.to, t.bytes) {
+                self.send_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(replica = %self.name, to = %t.to, error = %e, "send failed");
+            }
+        }
+    }
+
+    /// Asks the committer to write what changed.
+    pub(crate) fn wake_committer(&self) {
+        if let Some(wake) = &self.wake {
+            // Full means a wake-up is already pending: it will see this change too.
+            let _ = wake.try_send(());
+        }
+    }
+
+    /// Waits until the change numbered `seq` is committed, if writes wait for storage.
+    pub(crate) async fn await_commit(&self, seq: u64) -> Result<(), ReplicaError> {
+        if self.storage.is_none() {
+            return Ok(());
+        }
+        self.wake_committer();
+        if self.ack == Ack::Applied {
+            return Ok(());
+        }
+        let mut rx = self.committed.subscribe();
+        let state = rx
+            .wait_for(|c| c.seq >= seq || c.failed.is_some())
+            .await
+            .map_err(|_| ReplicaError::Actor("committer stopped".into()))?;
+        match &state.failed {
+            Some(e) if state.seq < seq => Err(ReplicaError::StorageFailed(e.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// One group commit: takes what changed under the lock, writes it outside. Returns false
+    /// when there was nothing to write.
+    pub(crate) fn commit_once(&self) -> Result<bool, ReplicaError> {
+        let Some(storage) = &self.storage else {
+            return Ok(false);
+        };
+        let (batch, seq) = {
+            let mut core = self.lock();
+            if !core.changed {
+                return Ok(false);
+            }
+            let mut keys = std::mem::take(&mut core.dirty);
+            core.changed = false;
+            dedup(&mut keys);
+            (persist::batch_for(core.sync.crdt(), &keys)?, core.seq)
+        };
+        storage.apply(&batch)?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.committed.send_modify(|c| c.seq = c.seq.max(seq));
+        Ok(true)
+    }
+}
+
+fn publish<C: MapView>(core: &mut Core<C>, diffs: DiffBatch<C>) {
+    if diffs.is_empty() {
+        return;
+    }
+    core.subscribers.retain(|s| !s.is_closed());
+    if let Some((last, rest)) = core.subscribers.split_last() {
+        for s in rest {
+            let _ = s.send(diffs.clone());
+        }
+        let _ = last.send(diffs);
+    }
+    if core.subscribers.is_empty() {
+        core.sync.track_previous(false);
+    }
+}
+
+fn dedup<K: std::hash::Hash + Eq + Clone>(keys: &mut Vec<K>) {
+    let mut seen = std::collections::HashSet::with_capacity(keys.len());
+    keys.retain(|k| seen.insert(k.clone()));
+}

@@ -1,0 +1,336 @@
+//! In-process tests of one or two replicas. Two replicas here talk through a loop-back
+//! outbox into each other's actor; the real transport is tested with separate node processes
+//! in `tests/cluster.rs`.
+
+use super::actor::ReplicaMsg;
+use super::shared::Outbox;
+use super::*;
+use crate::storage::{MemoryStorage, Storage, WriteBatch};
+use ractor::ActorRef;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::{Instant, timeout};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Delivers to another replica's actor as if from node `from`.
+struct Loop {
+    from: String,
+    to: Mutex<Option<ActorRef<ReplicaMsg>>>,
+}
+
+impl Outbox for Loop {
+    fn send(&self, _to: &str, bytes: Vec<u8>) -> Result<(), String> {
+        let to = self.to.lock().unwrap().clone().ok_or("not wired")?;
+        to.cast(ReplicaMsg::Inbound {
+            from: self.from.clone(),
+            bytes,
+        })
+        .map_err(|e| e.to_string())
+    }
+    fn send_unframed(&self, to: &str, bytes: Vec<u8>) -> Result<(), String> {
+        self.send(to, bytes)
+    }
+    fn frames_rejected(&self) -> u64 {
+        0
+    }
+}
+
+fn options(name: &str) -> ReplicaOptions {
+    ReplicaOptions::new(name).sync_interval(Duration::from_millis(5))
+}
+
+/// Two replicas "a" and "b" wired to each other as neighbours.
+async fn pair() -> (Kv, Kv) {
+    let a = Kv::start_local(options("kv")).await.unwrap();
+    let b = Kv::start_local(options("kv")).await.unwrap();
+    for (me, other, name, other_name) in [(&a, &b, "a", "b"), (&b, &a, "b", "a")] {
+        me.attach(Arc::new(Loop {
+            from: name.into(),
+            to: Mutex::new(Some(other.actor().clone())),
+        }));
+        me.set_neighbours([other_name.to_string()]);
+    }
+    (a, b)
+}
+
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn s(x: &str) -> String {
+    x.to_string()
+}
+
+#[tokio::test]
+async fn put_get_delete_to_map() {
+    let kv = Kv::start_local(options("kv")).await.unwrap();
+    kv.put(s("a"), s("1")).await.unwrap();
+    kv.put(s("b"), s("2")).await.unwrap();
+    kv.put(s("a"), s("3")).await.unwrap();
+    kv.delete("b").await.unwrap();
+    kv.delete("never there").await.unwrap();
+    assert_eq!(kv.get("a"), Some(s("3")));
+    assert_eq!(kv.get("b"), None);
+    assert_eq!(kv.len(), 1);
+    assert_eq!(kv.to_map(), [(s("a"), s("3"))].into_iter().collect());
+    assert_eq!(kv.read(|m| m.len()), 1);
+    kv.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn local_diffs_report_only_visible_changes() {
+    let kv = Kv::start_local(options("kv")).await.unwrap();
+    let mut diffs = kv.subscribe();
+    kv.put(s("k"), s("v1")).await.unwrap();
+    kv.put(s("k"), s("v1")).await.unwrap(); // same value: no diff
+    kv.put(s("k"), s("v2")).await.unwrap();
+    kv.delete("k").await.unwrap();
+    kv.delete("k").await.unwrap(); // absent: no diff
+    kv.put(s("end"), s("x")).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        got.extend(timeout(DEADLINE, diffs.recv()).await.unwrap().unwrap());
+    }
+    assert_eq!(
+        got,
+        vec![
+            Diff::Added {
+                key: s("k"),
+                value: s("v1")
+            },
+            Diff::Updated {
+                key: s("k"),
+                value: s("v2")
+            },
+            Diff::Removed { key: s("k") },
+            Diff::Added {
+                key: s("end"),
+                value: s("x")
+            },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn generic_mutate_reports_adds_and_updates() {
+    let kv = Kv::start_local(options("kv")).await.unwrap();
+    let mut diffs = kv.subscribe();
+    kv.mutate(|m, id, ts| m.put(id, ts, s("k"), s("1")))
+        .await
+        .unwrap();
+    kv.mutate(|m, id, ts| m.put(id, ts, s("k"), s("2")))
+        .await
+        .unwrap();
+    kv.mutate(|m, _, _| m.remove("k")).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        got.extend(timeout(DEADLINE, diffs.recv()).await.unwrap().unwrap());
+    }
+    assert_eq!(
+        got,
+        vec![
+            Diff::Added {
+                key: s("k"),
+                value: s("1")
+            },
+            Diff::Updated {
+                key: s("k"),
+                value: s("2")
+            },
+            Diff::Removed { key: s("k") },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn two_replicas_converge_and_publish_remote_diffs() {
+    let (a, b) = pair().await;
+    let mut b_diffs = b.subscribe();
+    for i in 0..200 {
+        a.put(format!("k{i}"), format!("v{i}")).await.unwrap();
+    }
+    b.put(s("from-b"), s("1")).await.unwrap();
+    a.delete("k7").await.unwrap();
+    until("convergence", || {
+        a.stats().root == b.stats().root && b.len() == 200
+    })
+    .await;
+    assert_eq!(a.to_map(), b.to_map());
+    assert_eq!(b.get("k7"), None);
+    // b's subscriber saw every remote add, and the remove of k7 as a remove (or never saw
+    // k7 at all if the add and the remove arrived in one delta group).
+    let mut seen = std::collections::HashMap::new();
+    while seen.len() < 200 {
+        for d in timeout(DEADLINE, b_diffs.recv()).await.unwrap().unwrap() {
+            match d {
+                Diff::Added { key, value } | Diff::Updated { key, value } => {
+                    seen.insert(key, Some(value))
+                }
+                Diff::Removed { key } => seen.insert(key, None),
+            };
+        }
+    }
+    for (k, v) in b.to_map() {
+        if k != "from-b" {
+            assert_eq!(seen.get(&k), Some(&Some(v)), "{k}");
+        }
+    }
+    assert!(matches!(seen.get("k7"), None | Some(None)));
+}
+
+#[tokio::test]
+async fn durable_put_is_stored_before_it_returns_and_restart_keeps_id() {
+    let store = MemoryStorage::new();
+    let kv = Kv::start_local(options("kv").storage(store.clone()))
+        .await
+        .unwrap();
+    assert!(!kv.restored());
+    let id = kv.id();
+    for i in 0..50 {
+        kv.put(format!("k{i}"), s("v")).await.unwrap();
+        // The store (a clone sees the same data) has it the moment put returned.
+        assert!(store.len() > i, "put {i} returned before its commit");
+    }
+    kv.delete("k3").await.unwrap();
+    assert_eq!(store.len(), 49);
+    // A "crash": no stop(); a new replica on the same store.
+    let again = Kv::start_local(options("kv").storage(store.clone()))
+        .await
+        .unwrap();
+    assert!(again.restored());
+    assert_eq!(again.id(), id);
+    assert_eq!(again.to_map(), kv.to_map());
+    // The restarted replica keeps writing with new dots and a clock that did not go back.
+    again.put(s("k0"), s("after")).await.unwrap();
+    assert_eq!(again.get("k0"), Some(s("after")));
+    again.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_durable_writers_share_commits() {
+    let store = MemoryStorage::new();
+    let kv = Kv::start_local(options("kv").storage(store.clone()))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let kv = kv.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..100 {
+                kv.put(format!("t{t}-{i}"), s("v")).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(store.len(), 800);
+    assert!(kv.stats().storage_commits <= 800);
+    kv.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn write_behind_flushes_on_request_and_on_stop() {
+    let store = MemoryStorage::new();
+    let kv = Kv::start_local(options("kv").storage(store.clone()).ack(Ack::Applied))
+        .await
+        .unwrap();
+    for i in 0..100 {
+        kv.put(format!("k{i}"), s("v")).await.unwrap();
+    }
+    kv.flush().await.unwrap();
+    assert_eq!(store.len(), 100);
+    kv.put(s("last"), s("v")).await.unwrap();
+    kv.stop().await.unwrap();
+    assert_eq!(store.len(), 101);
+}
+
+#[tokio::test]
+async fn an_empty_store_gets_a_fresh_id() {
+    let a = Kv::start_local(options("kv").storage(MemoryStorage::new()))
+        .await
+        .unwrap();
+    let b = Kv::start_local(options("kv").storage(MemoryStorage::new()))
+        .await
+        .unwrap();
+    assert_ne!(a.id(), b.id());
+    assert!(!a.restored() && !b.restored());
+}
+
+#[tokio::test]
+async fn a_corrupt_store_is_refused_with_a_typed_error() {
+    let store = MemoryStorage::new();
+    store.init(7).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.put(
+        crate::codec::encode(&s("k"), 64).unwrap(),
+        vec![1, 0xff, 0xff, 0xff],
+    );
+    store.apply(&batch).unwrap();
+    let err = Kv::start_local(options("kv").storage(store.clone()))
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(ReplicaError::CorruptState(_))),
+        "{err:?}"
+    );
+    // A stored value whose dot the stored context lacks is refused too.
+    let other = MemoryStorage::new();
+    other.init(8).unwrap();
+    let mut m = crate::crdt::AwLwwMap::new();
+    let _ = m.put(
+        crate::crdt::ReplicaId::new(1),
+        crate::clock::Timestamp::new(1, 0),
+        s("k"),
+        s("v"),
+    );
+    let entry = crate::crdt::Embeddable::as_causal(&m)
+        .store()
+        .get("k")
+        .unwrap()
+        .clone();
+    let mut batch = WriteBatch::new();
+    batch.put(
+        crate::codec::encode(&s("k"), 64).unwrap(),
+        crate::codec::encode(&entry, 1024).unwrap(),
+    );
+    other.apply(&batch).unwrap();
+    let err = Kv::start_local(options("kv").storage(other)).await.err();
+    assert!(
+        matches!(err, Some(ReplicaError::InconsistentState(_))),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_write_too_large_to_sync_is_refused_and_not_applied() {
+    let kv = Kv::start_local(options("kv").max_sync_size(4096))
+        .await
+        .unwrap();
+    let err = kv.put(s("big"), "x".repeat(5000)).await.err();
+    assert!(
+        matches!(err, Some(ReplicaError::TooLarge { .. })),
+        "{err:?}"
+    );
+    assert_eq!(kv.get("big"), None);
+    kv.put(s("small"), "x".repeat(100)).await.unwrap();
+}
+
+#[tokio::test]
+async fn garbage_from_a_neighbour_is_counted_and_changes_nothing() {
+    let (a, b) = pair().await;
+    a.put(s("k"), s("v")).await.unwrap();
+    until("sync", || b.get("k").is_some()).await;
+    for fault in [Fault::Garbage, Fault::FutureVersion, Fault::Oversized] {
+        a.inject("b", fault).unwrap();
+    }
+    until("rejections", || b.stats().rejected_messages >= 3).await;
+    a.put(s("k2"), s("v2")).await.unwrap();
+    until("sync after garbage", || b.get("k2").is_some()).await;
+    assert_eq!(a.stats().root, b.stats().root);
+}
