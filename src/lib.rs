@@ -40,6 +40,7 @@
 pub struct ReadmeDoctests;
 
 pub mod clock;
+pub mod cluster;
 pub mod codec;
 pub mod crdt;
 pub mod merkle;

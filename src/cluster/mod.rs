@@ -1,0 +1,101 @@
+//! The cluster layer: ractor_cluster nodes, membership, and groups that carry opaque bytes.
+//!
+//! A [`Node`] runs one ractor_cluster `NodeServer`, dials its seeds and keeps track of which
+//! peers are live. On a node, [`Node::join_group`] gives a [`Group`]: the node's membership of
+//! a named group, through which it sends bytes to the same group on other nodes and learns
+//! which nodes are in it. The replica layer runs one group per replicated CRDT; the payloads
+//! are opaque here.
+//!
+//! ```no_run
+//! use herd::cluster::{GroupEvent, Node, NodeConfig};
+//!
+//! # async fn demo() -> Result<(), herd::cluster::ClusterError> {
+//! let node = Node::start(NodeConfig::new("node-a").seed("10.0.0.2:4100")).await?;
+//! let group = node
+//!     .join_group("kv", Box::new(|event| match event {
+//!         GroupEvent::Members(nodes) => println!("members: {nodes:?}"),
+//!         GroupEvent::Message { from, bytes } => println!("{} bytes from {from}", bytes.len()),
+//!     }))
+//!     .await?;
+//! for peer in group.members() {
+//!     group.send(&peer, b"hello".to_vec())?;
+//! }
+//! node.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Identity
+//!
+//! A node is its [`NodeConfig::name`], which must be unique in the cluster. ractor's `node_id`
+//! is never used as an identity: it numbers *sessions*, and every reconnect, duplicate
+//! connection or lost election gets a new one. ractor_cluster names a node
+//! `"{name}@{host}"`; herd strips the host part.
+//!
+//! # Membership
+//!
+//! - **Node level** ([`Node::members`]): the peers with at least one authenticated session. A
+//!   session closing takes a peer down only if it was the peer's last one (ractor also closes
+//!   sessions that lose its duplicate-connection election while the peer stays connected).
+//! - **Group level** ([`Group::members`], [`GroupEvent::Members`]): each (node, group) has
+//!   one endpoint actor, registered as `herd:{group}@{node}` and a member of the pg group
+//!   `herd:{group}`. ractor_cluster mirrors pg memberships to every peer as *stand-in* actors
+//!   whose name is the endpoint's name, which is how a member is mapped to its node name. The
+//!   endpoint monitors the pg group and keeps node name -> current stand-in; it never caches a
+//!   stand-in across sessions, because a reconnect creates a new one. While the old and the new
+//!   stand-in of one node overlap, the node stays a member and messages go to the newest.
+//!   Groups only ever contain remote nodes: this node is not in its own member set.
+//!
+//! # Messages
+//!
+//! [`Group::send`] wraps the payload in an envelope (`crate::codec` version byte, sender node
+//! name, payload) and sends it fire-and-forget: `Ok` means queued, not delivered. The receiver
+//! checks the size before decoding, refuses malformed, oversized, future-version or
+//! non-member frames with a `warn!` log and a count in [`GroupStats::frames_rejected`], and
+//! never panics. ractor's own inbound frame limit is set to `2 * max_message_size + 64 KiB`,
+//! so an oversized herd message is refused by herd instead of tearing the session down.
+//!
+//! # Reconnects
+//!
+//! ractor_cluster never redials. herd dials each seed at start and again whenever the peer it
+//! reached loses its last session, forever, with a backoff of 50 ms doubling to 1 s. A peer
+//! learned from a session (its advertised `host:port`) is redialed the same way, after a short
+//! delay, for up to 60 s. At most one dial loop runs per address, and a loop does not dial
+//! while a live session reaches that address: redialing naively displaces live sessions and
+//! makes them flap. Without TLS, ractor_cluster also dials the peers of its peers
+//! (*transitive* mode), so one seed is enough to join a full mesh.
+//!
+//! # TLS
+//!
+//! With [`NodeConfig::tls`] every session, inbound and outbound, uses TLS. ractor_cluster's
+//! transitive dialing does not, so a TLS node runs in *isolated* mode: it connects only to
+//! its seeds and to the nodes that dial it. List every node a node should reach in its seeds.
+//!
+//! # Not handled
+//!
+//! - **Hung peers.** A peer that stops responding without closing its socket (SIGSTOP, a
+//!   network black hole) stays a member: ractor_cluster has no pong timeout and herd has no
+//!   heartbeat yet.
+//! - **Delivery.** Sends are fire-and-forget; messages queued on a session that closes are
+//!   lost silently. The replica protocol's acks and repair rounds cover this.
+//! - **Duplicate node names.** Two live nodes with one name make sessions flap; herd does not
+//!   detect it (a remote endpoint with this node's own name is ignored, nothing more).
+//! - **Access control** beyond the cookie: an authenticated peer may message any endpoint.
+//! - **Several nodes in one process.** ractor's registries are global to a process, so two
+//!   [`Node`]s in one process share pg groups and do not behave like two nodes.
+
+mod config;
+mod envelope;
+mod error;
+mod group;
+mod members;
+mod node;
+mod reconnect;
+mod sessions;
+
+pub use config::{
+    DEFAULT_COOKIE, DEFAULT_MAX_MESSAGE_SIZE, MAX_NODE_NAME_LEN, NodeConfig, TlsConfig,
+};
+pub use error::ClusterError;
+pub use group::{Group, GroupEvent, GroupStats};
+pub use node::{ClusterStats, Node};

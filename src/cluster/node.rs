@@ -1,0 +1,397 @@
+//! A cluster node: the ractor_cluster `NodeServer`, its session events, and the groups.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
+use ractor_cluster::{
+    IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::group::{self, Group, GroupEvent};
+use super::members::node_of_peer;
+use super::reconnect::Dialer;
+use super::sessions::{Closed, SessionTable};
+use super::{ClusterError, NodeConfig};
+
+/// How long shutdown waits for actors to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Session counters of a node, since it started. Cheap to read: a snapshot of atomics.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[non_exhaustive]
+pub struct ClusterStats {
+    /// Sessions opened, inbound and outbound (before authentication).
+    pub sessions_opened: u64,
+    /// Sessions that authenticated (cookie accepted, peer named).
+    pub sessions_authenticated: u64,
+    /// Sessions that closed before authenticating: wrong cookie, failed handshake, or the
+    /// losing side of ractor's duplicate-connection election.
+    pub sessions_refused: u64,
+    /// Authenticated sessions that closed (a peer is down only when its last one closes).
+    pub disconnects: u64,
+    /// Dials made to restore a lost session, plus retries of the first dial to a seed.
+    pub reconnect_attempts: u64,
+}
+
+/// The atomics behind [`ClusterStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) sessions_opened: AtomicU64,
+    pub(crate) sessions_authenticated: AtomicU64,
+    pub(crate) sessions_refused: AtomicU64,
+    pub(crate) disconnects: AtomicU64,
+    pub(crate) reconnect_attempts: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> ClusterStats {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ClusterStats {
+            sessions_opened: r(&self.sessions_opened),
+            sessions_authenticated: r(&self.sessions_authenticated),
+            sessions_refused: r(&self.sessions_refused),
+            disconnects: r(&self.disconnects),
+            reconnect_attempts: r(&self.reconnect_attempts),
+        }
+    }
+}
+
+/// A running cluster node. Cheap to clone (an `Arc` inside); all clones are the same node.
+///
+/// See the [module docs](super) for membership, reconnects and identity.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    listen_addr: SocketAddr,
+    max_message_size: usize,
+    server: ActorRef<NodeServerMessage>,
+    table: Arc<Mutex<SessionTable>>,
+    counters: Arc<Counters>,
+    dialer: Arc<Dialer>,
+    events: Mutex<Option<JoinHandle<()>>>,
+    /// Joined groups, by group name.
+    pub(crate) groups: Arc<Mutex<HashMap<String, Group>>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.inner.name)
+            .field("listen_addr", &self.inner.listen_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Node events, forwarded out of the NodeServer (its callbacks must not block).
+#[derive(Debug)]
+enum NodeEvent {
+    Opened(NodeServerSessionInformation),
+    Authenticated(NodeServerSessionInformation),
+    Disconnected(NodeServerSessionInformation),
+}
+
+struct Forward(mpsc::UnboundedSender<NodeEvent>);
+
+impl NodeEventSubscription for Forward {
+    fn node_session_opened(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.send(NodeEvent::Opened(ses));
+    }
+    fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.send(NodeEvent::Disconnected(ses));
+    }
+    fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.send(NodeEvent::Authenticated(ses));
+    }
+}
+
+/// `hostname` for ractor_cluster: it becomes the host part of the advertised `host:port`.
+fn advertised_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// Spawns the NodeServer on `config.listen`, picking a free port first if it is 0 (ractor
+/// binds port 0 fine but never says which port it got). Retries the pick a few times in case
+/// another process takes the port in between.
+async fn spawn_server(
+    config: &NodeConfig,
+) -> Result<(ActorRef<NodeServerMessage>, SocketAddr), ClusterError> {
+    let ip = config.listen.ip();
+    let pick = config.listen.port() == 0;
+    let tries = if pick { 5 } else { 1 };
+    let mut last = String::new();
+    for _ in 0..tries {
+        let port = if pick {
+            let l = std::net::TcpListener::bind((ip, 0)).map_err(|e| ClusterError::Listen {
+                addr: config.listen,
+                reason: e.to_string(),
+            })?;
+            let port = l
+                .local_addr()
+                .map_err(|e| ClusterError::Listen {
+                    addr: config.listen,
+                    reason: e.to_string(),
+                })?
+                .port();
+            drop(l);
+            port
+        } else {
+            config.listen.port()
+        };
+        let (encryption, mode) = match &config.tls {
+            Some(tls) => (
+                Some(IncomingEncryptionMode::Tls(tls.acceptor.clone())),
+                NodeConnectionMode::Isolated,
+            ),
+            None => (None, NodeConnectionMode::Transitive),
+        };
+        let server = NodeServer::new(
+            port,
+            config.cookie.clone(),
+            config.name.clone(),
+            advertised_host(ip),
+            encryption,
+            Some(mode),
+        )
+        .with_listen_addr(ip)
+        .with_max_inbound_frame_size(config.inbound_frame_limit());
+        match Actor::spawn(None, server, ()).await {
+            Ok((server, _handle)) => return Ok((server, SocketAddr::new(ip, port))),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(ClusterError::Listen {
+        addr: config.listen,
+        reason: last,
+    })
+}
+
+impl Node {
+    /// Starts a node: listens on `config.listen`, subscribes to session events and starts
+    /// dialing the seeds (in the background: this returns before any seed is reached; use
+    /// [`Node::members`] or a group's [`GroupEvent::Members`] to learn when peers arrive).
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::InvalidConfig`] for a bad configuration, [`ClusterError::Listen`] if
+    /// the address cannot be bound.
+    pub async fn start(config: NodeConfig) -> Result<Node, ClusterError> {
+        config.validate()?;
+        let (server, listen_addr) = spawn_server(&config).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        server
+            .cast(NodeServerMessage::SubscribeToEvents {
+                id: "herd".to_string(),
+                subscription: Box::new(Forward(tx)),
+            })
+            .map_err(|e| ClusterError::Listen {
+                addr: listen_addr,
+                reason: format!("cannot subscribe to node events: {e}"),
+            })?;
+        let table = Arc::new(Mutex::new(SessionTable::default()));
+        let counters = Arc::new(Counters::default());
+        let dialer = Arc::new(Dialer::new(
+            server.clone(),
+            config.tls.clone(),
+            config.seeds.clone(),
+            Arc::clone(&table),
+            Arc::clone(&counters),
+        ));
+        let events = tokio::spawn(event_loop(
+            rx,
+            Arc::clone(&table),
+            Arc::clone(&counters),
+            Arc::clone(&dialer),
+        ));
+        dialer.dial_seeds();
+        tracing::info!(node = %config.name, %listen_addr, seeds = ?config.seeds, tls = config.tls.is_some(), "node started");
+        Ok(Node {
+            inner: Arc::new(Inner {
+                name: config.name,
+                listen_addr,
+                max_message_size: config.max_message_size,
+                server,
+                table,
+                counters,
+                dialer,
+                events: Mutex::new(Some(events)),
+                groups: Arc::new(Mutex::new(HashMap::new())),
+            }),
+        })
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The address the node listens on, with the port resolved.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.inner.listen_addr
+    }
+
+    /// Node names of live, authenticated peers, sorted.
+    pub async fn members(&self) -> Vec<String> {
+        lock(&self.inner.table).live_names()
+    }
+
+    /// Session counters since the node started.
+    pub fn stats(&self) -> ClusterStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Joins group `group` on this node: starts its endpoint actor, which every other node's
+    /// endpoint of the same group sees as a member.
+    ///
+    /// `on_event` is called from the endpoint actor, in order: a
+    /// [`GroupEvent::Members`] right away and after every membership change, and a
+    /// [`GroupEvent::Message`] for every accepted message. It must not block (forward to a
+    /// channel or an actor); a panic in it is caught and logged.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::AlreadyJoined`] if this node is already in `group`,
+    /// [`ClusterError::Spawn`] if the endpoint cannot start, [`ClusterError::ShutDown`] after
+    /// [`Node::shutdown`].
+    pub async fn join_group(
+        &self,
+        group: &str,
+        on_event: Box<dyn Fn(GroupEvent) + Send + Sync + 'static>,
+    ) -> Result<Group, ClusterError> {
+        if lock(&self.inner.events).is_none() {
+            return Err(ClusterError::ShutDown);
+        }
+        if lock(&self.inner.groups).contains_key(group) {
+            return Err(ClusterError::AlreadyJoined {
+                group: group.to_string(),
+            });
+        }
+        let g = group::start(
+            group,
+            &self.inner.name,
+            self.inner.max_message_size,
+            on_event,
+            Arc::downgrade(&self.inner.groups),
+        )
+        .await?;
+        lock(&self.inner.groups).insert(group.to_string(), g.clone());
+        Ok(g)
+    }
+
+    /// Stops the node: leaves every group, stops dialing, closes every session and the
+    /// listener. Idempotent. Other nodes see this node's group members leave and its sessions
+    /// close.
+    pub async fn shutdown(&self) {
+        let events = lock(&self.inner.events).take();
+        let Some(events) = events else { return };
+        self.inner.dialer.stop();
+        let groups: Vec<Group> = lock(&self.inner.groups).drain().map(|(_, g)| g).collect();
+        for g in groups {
+            g.leave().await;
+        }
+        let _ = self
+            .inner
+            .server
+            .cast(NodeServerMessage::UnsubscribeToEvents("herd".to_string()));
+        events.abort();
+        let server = &self.inner.server;
+        server
+            .stop_children_and_wait(Some("herd node shutdown".into()), Some(STOP_TIMEOUT))
+            .await;
+        let _ = server
+            .stop_and_wait(Some("herd node shutdown".into()), Some(STOP_TIMEOUT))
+            .await;
+        tracing::info!(node = %self.inner.name, "node stopped");
+    }
+}
+
+/// Turns session events into the session table, the counters and redials.
+async fn event_loop(
+    mut rx: mpsc::UnboundedReceiver<NodeEvent>,
+    table: Arc<Mutex<SessionTable>>,
+    counters: Arc<Counters>,
+    dialer: Arc<Dialer>,
+) {
+    while let Some(evt) = rx.recv().await {
+        match evt {
+            NodeEvent::Opened(s) => {
+                counters.sessions_opened.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(node_id = s.node_id, peer_addr = %s.peer_addr, inbound = s.is_server, "session opened");
+                lock(&table).opened(s.node_id, s.peer_addr, !s.is_server);
+            }
+            NodeEvent::Authenticated(s) => {
+                counters
+                    .sessions_authenticated
+                    .fetch_add(1, Ordering::Relaxed);
+                let Some(peer) = &s.peer_name else {
+                    tracing::warn!(node_id = s.node_id, "authenticated session without a name");
+                    continue;
+                };
+                let name = node_of_peer(&peer.name).to_string();
+                let new = lock(&table).authenticated(
+                    s.node_id,
+                    name.clone(),
+                    peer.connection_string.clone(),
+                    s.peer_addr.clone(),
+                    !s.is_server,
+                );
+                if new {
+                    tracing::info!(peer = %name, addr = %peer.connection_string, "peer up");
+                }
+            }
+            NodeEvent::Disconnected(s) => {
+                let closed = lock(&table).disconnected(s.node_id);
+                match closed {
+                    Closed::Refused => {
+                        counters.sessions_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(node_id = s.node_id, peer_addr = %s.peer_addr, "session closed before authenticating (wrong cookie, duplicate connection or failed handshake)");
+                    }
+                    Closed::Lost {
+                        name,
+                        conn,
+                        still_live,
+                    } => {
+                        counters.disconnects.fetch_add(1, Ordering::Relaxed);
+                        if still_live {
+                            tracing::debug!(peer = %name, node_id = s.node_id, "a duplicate session closed; peer still up");
+                        } else {
+                            tracing::info!(peer = %name, "peer down");
+                            dialer.peer_down(&name, conn.as_deref());
+                        }
+                    }
+                }
+            }
+        }
+        dialer.notify();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_dialable() {
+        assert_eq!(advertised_host("127.0.0.1".parse().unwrap()), "127.0.0.1");
+        let v6 = advertised_host("::1".parse().unwrap());
+        assert_eq!(v6, "[::1]");
+        assert!(format!("{v6}:4000").parse::<SocketAddr>().is_ok());
+    }
+}

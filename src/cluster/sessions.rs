@@ -1,0 +1,220 @@
+//! Which peers are live: the pure bookkeeping of ractor_cluster's session events.
+//!
+//! A peer (a node name) is live while at least one of its sessions is authenticated. Sessions
+//! are keyed by ractor's `node_id`, which is per session, not per peer: a reconnect, a
+//! duplicate connection or an election loser each get a new one. A disconnect is "the peer is
+//! down" only when it closes the peer's last authenticated session; a session that closes
+//! before authenticating (wrong cookie, lost election, failed handshake) is counted as refused.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+
+/// One open session.
+#[derive(Debug, Clone)]
+struct Session {
+    /// The TCP peer address (for an outbound session, the address that was dialed).
+    peer_addr: String,
+    /// Whether this node dialed it.
+    outbound: bool,
+    /// herd node name, once authenticated.
+    name: Option<String>,
+    /// The address the peer advertises (`host:port`), once authenticated.
+    conn: Option<String>,
+}
+
+/// What a closed session meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Closed {
+    /// It never authenticated.
+    Refused,
+    /// An authenticated session to `name` closed; `still_live` says whether another one is
+    /// left (then the peer is not down).
+    Lost {
+        /// The peer's node name.
+        name: String,
+        /// The address the peer advertised.
+        conn: Option<String>,
+        /// Whether the peer still has an authenticated session.
+        still_live: bool,
+    },
+}
+
+/// The state of outbound sessions to one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outbound {
+    /// No session to that address is open.
+    None,
+    /// A session is open but not authenticated yet.
+    Pending,
+    /// A session authenticated; the peer's node name.
+    Authenticated(String),
+}
+
+/// Open sessions, by ractor `node_id`.
+#[derive(Debug, Default)]
+pub(crate) struct SessionTable {
+    sessions: HashMap<u64, Session>,
+}
+
+impl SessionTable {
+    /// A session opened (no name yet).
+    pub(crate) fn opened(&mut self, node_id: u64, peer_addr: String, outbound: bool) {
+        self.sessions.insert(
+            node_id,
+            Session {
+                peer_addr,
+                outbound,
+                name: None,
+                conn: None,
+            },
+        );
+    }
+
+    /// A session authenticated as node `name`, which advertises `conn`. Returns whether the
+    /// peer just became live (it had no other authenticated session).
+    pub(crate) fn authenticated(
+        &mut self,
+        node_id: u64,
+        name: String,
+        conn: String,
+        peer_addr: String,
+        outbound: bool,
+    ) -> bool {
+        let was_live = self.is_live(&name);
+        let ses = self.sessions.entry(node_id).or_insert(Session {
+            peer_addr,
+            outbound,
+            name: None,
+            conn: None,
+        });
+        ses.name = Some(name);
+        ses.conn = Some(conn);
+        !was_live
+    }
+
+    /// A session closed.
+    pub(crate) fn disconnected(&mut self, node_id: u64) -> Closed {
+        match self.sessions.remove(&node_id) {
+            Some(Session {
+                name: Some(name),
+                conn,
+                ..
+            }) => {
+                let still_live = self.is_live(&name);
+                Closed::Lost {
+                    name,
+                    conn,
+                    still_live,
+                }
+            }
+            _ => Closed::Refused,
+        }
+    }
+
+    /// Whether `name` has an authenticated session.
+    pub(crate) fn is_live(&self, name: &str) -> bool {
+        self.sessions
+            .values()
+            .any(|s| s.name.as_deref() == Some(name))
+    }
+
+    /// Node names of live peers, sorted.
+    pub(crate) fn live_names(&self) -> Vec<String> {
+        let names: BTreeSet<&str> = self
+            .sessions
+            .values()
+            .filter_map(|s| s.name.as_deref())
+            .collect();
+        names.into_iter().map(str::to_string).collect()
+    }
+
+    /// The state of outbound sessions to `addr`.
+    pub(crate) fn outbound(&self, addr: &str) -> Outbound {
+        let mut state = Outbound::None;
+        for s in self
+            .sessions
+            .values()
+            .filter(|s| s.outbound && s.peer_addr == addr)
+        {
+            match &s.name {
+                Some(name) => return Outbound::Authenticated(name.clone()),
+                None => state = Outbound::Pending,
+            }
+        }
+        state
+    }
+
+    /// The live peer reachable at `addr`, if any: an authenticated session dialed to `addr`,
+    /// or one whose peer advertises `addr`.
+    pub(crate) fn live_at(&self, addr: SocketAddr) -> Option<String> {
+        let addr_s = addr.to_string();
+        self.sessions.values().find_map(|s| {
+            let name = s.name.as_ref()?;
+            let dialed = s.outbound && s.peer_addr == addr_s;
+            let advertised =
+                s.conn.as_deref().and_then(|c| c.parse::<SocketAddr>().ok()) == Some(addr);
+            (dialed || advertised).then(|| name.clone())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "127.0.0.1:4000";
+
+    #[test]
+    fn lifecycle_of_one_peer() {
+        let mut t = SessionTable::default();
+        t.opened(0, A.into(), true);
+        assert_eq!(t.outbound(A), Outbound::Pending);
+        assert!(!t.is_live("b"));
+        assert!(t.authenticated(0, "b".into(), A.into(), A.into(), true));
+        assert_eq!(t.outbound(A), Outbound::Authenticated("b".into()));
+        assert_eq!(t.live_names(), ["b"]);
+        assert_eq!(t.live_at(A.parse().unwrap()), Some("b".into()));
+        assert_eq!(
+            t.disconnected(0),
+            Closed::Lost {
+                name: "b".into(),
+                conn: Some(A.into()),
+                still_live: false
+            }
+        );
+        assert_eq!(t.outbound(A), Outbound::None);
+        assert!(t.live_names().is_empty());
+    }
+
+    #[test]
+    fn unauthenticated_close_is_a_refusal() {
+        let mut t = SessionTable::default();
+        t.opened(3, "127.0.0.1:55555".into(), false);
+        assert_eq!(t.disconnected(3), Closed::Refused);
+        // An unknown id (never opened) is also not a peer going down.
+        assert_eq!(t.disconnected(99), Closed::Refused);
+    }
+
+    #[test]
+    fn losing_a_duplicate_session_does_not_take_the_peer_down() {
+        let mut t = SessionTable::default();
+        t.opened(0, A.into(), true);
+        t.authenticated(0, "b".into(), A.into(), A.into(), true);
+        // b also dialed us; that session authenticates and then one of the two loses.
+        t.opened(1, "127.0.0.1:50000".into(), false);
+        assert!(!t.authenticated(1, "b".into(), A.into(), "127.0.0.1:50000".into(), false));
+        assert_eq!(
+            t.disconnected(0),
+            Closed::Lost {
+                name: "b".into(),
+                conn: Some(A.into()),
+                still_live: true
+            }
+        );
+        assert!(t.is_live("b"));
+        // Inbound session: found through the address b advertises.
+        assert_eq!(t.outbound(A), Outbound::None);
+        assert_eq!(t.live_at(A.parse().unwrap()), Some("b".into()));
+        assert_eq!(t.live_at("127.0.0.1:1".parse().unwrap()), None);
+    }
+}
