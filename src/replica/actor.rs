@@ -12,7 +12,6 @@ use std::time::Duration;
 /// What a replica's actor is told. Local only: the cluster layer turns network frames into
 /// [`ReplicaMsg::Inbound`] after checking their envelope.
 #[derive(ractor_cluster::RactorMessage)]
-#[allow(dead_code)] // until cluster_glue.rs delivers frames and membership
 pub(crate) enum ReplicaMsg {
     /// A sync interval passed.
     Tick,

@@ -1,1 +1,61 @@
-//! Joining a replica to its cluster group (filled when cluster/ lands).
+//! Joining a replica to the cluster: one [`Group`] per replica name, whose members are the
+//! replica's neighbours unless they were set by hand.
+
+use super::actor::ReplicaMsg;
+use super::shared::Outbox;
+use super::view::MapView;
+use super::{Replica, ReplicaError, ReplicaOptions};
+use crate::cluster::{Group, GroupEvent, Node};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+impl Outbox for Group {
+    fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), String> {
+        Group::send(self, to, bytes).map_err(|e| e.to_string())
+    }
+
+    fn send_unframed(&self, to: &str, bytes: Vec<u8>) -> Result<(), String> {
+        Group::send_unframed(self, to, bytes).map_err(|e| e.to_string())
+    }
+
+    fn frames_rejected(&self) -> u64 {
+        self.stats().frames_rejected
+    }
+
+    fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.leave())
+    }
+}
+
+impl<C: MapView> Replica<C> {
+    /// Starts a replica on `node`: it joins the node's group named `options.name`, and its
+    /// neighbours follow the live nodes hosting a replica of the same name (Horde's
+    /// `members: :auto`) until [`set_neighbours`](Replica::set_neighbours) is called.
+    ///
+    /// # Errors
+    /// As [`start_local`](Replica::start_local), and [`ReplicaError::Cluster`] when the
+    /// group cannot be joined (a replica of that name already runs on this node).
+    pub async fn start(node: &Node, options: ReplicaOptions) -> Result<Self, ReplicaError> {
+        let replica = Self::start_local(options).await?;
+        let actor = replica.actor().clone();
+        let on_event = Box::new(move |event: GroupEvent| {
+            let msg = match event {
+                GroupEvent::Message { from, bytes } => ReplicaMsg::Inbound { from, bytes },
+                GroupEvent::Members(members) => ReplicaMsg::Members(members),
+            };
+            // Fails only once the actor stopped; nothing is left to deliver to.
+            let _ = actor.cast(msg);
+        });
+        match node.join_group(replica.name(), on_event).await {
+            Ok(group) => {
+                replica.attach(Arc::new(group));
+                Ok(replica)
+            }
+            Err(e) => {
+                let _ = replica.stop().await;
+                Err(ReplicaError::Cluster(e.to_string()))
+            }
+        }
+    }
+}

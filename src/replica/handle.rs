@@ -216,13 +216,11 @@ impl<C: MapView> Replica<C> {
     }
 
     /// Connects the replica to its transport; called once by the cluster glue.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn attach(&self, outbox: Arc<dyn Outbox>) {
         let _ = self.shared.outbox.set(outbox);
     }
 
     /// The actor, for the cluster glue to deliver frames and membership to.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn actor(&self) -> &ActorRef<ReplicaMsg> {
         &self.actor
     }
@@ -341,6 +339,9 @@ impl<C: MapView> Replica<C> {
     /// # Errors
     /// The last commit or flush failed.
     pub async fn stop(self) -> Result<(), ReplicaError> {
+        if let Some(outbox) = self.shared.outbox.get() {
+            outbox.close().await;
+        }
         self.actor.stop(None);
         self.shared.stopping.store(true, Ordering::SeqCst);
         self.shared.wake_committer();
