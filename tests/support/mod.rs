@@ -257,7 +257,11 @@ pub(crate) fn number(value: &Value, pointer: &str) -> u64 {
 }
 
 /// Polls `check` every 20 ms until it returns `Some`, panicking with `what` after `timeout`.
-pub(crate) fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check() {

@@ -175,7 +175,7 @@ impl Demo {
             .map(|(key, value)| format!("await-key {key} {value}"))
             .collect();
         awaits.push(format!("await-count {}", config.len()));
-        self.report_arrival(&["b", "c"], &awaits, t)?;
+        self.report_arrival(&["b", "c"], &awaits, t, "the first put")?;
 
         self.section("3. kill c with SIGKILL");
         let t = Instant::now();
@@ -231,7 +231,7 @@ impl Demo {
             format!("await-key session/{} *", OUTAGE_KEYS - 1),
             format!("await-count {total}"),
         ];
-        self.report_arrival(&["a", "b"], &after_outage, t)?;
+        self.report_arrival(&["a", "b"], &after_outage, t, "the first put")?;
 
         self.section("5. restart c from its data directory");
         let before = self.node("c").replica_id();
@@ -268,7 +268,7 @@ impl Demo {
                 config.len()
             ));
         }
-        self.report_arrival(&["c"], &after_outage, t)?;
+        self.report_arrival(&["c"], &after_outage, t, "the restart began")?;
 
         self.section("6. check");
         let t = Instant::now();
@@ -311,7 +311,13 @@ impl Demo {
 
     /// Sends `awaits` to each of `names` (pipelined, so the nodes wait in parallel), then
     /// reads the answers and reports when each node had it all, counted from `since`.
-    fn report_arrival(&mut self, names: &[&str], awaits: &[String], since: Instant) -> Result<()> {
+    fn report_arrival(
+        &mut self,
+        names: &[&str],
+        awaits: &[String],
+        since: Instant,
+        since_what: &str,
+    ) -> Result<()> {
         let timeout_ms = PROPAGATE.as_millis();
         let sent = since.elapsed();
         for &name in names {
@@ -335,7 +341,7 @@ impl Demo {
                 total += waited(&answer);
             }
             self.say(format!(
-                "{name} has it all {} after the first write",
+                "{name} has every change, {} after {since_what}",
                 ms(sent + total)
             ));
         }

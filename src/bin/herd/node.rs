@@ -128,8 +128,7 @@ async fn start(args: &NodeArgs) -> Result<(Node, Kv), String> {
             .map_err(|e| format!("opening storage in {}: {e}", dir.display()))?;
         options = options.storage(storage);
     }
-    // TODO(cluster glue): Kv::start(&node, options) once herd::replica joins cluster groups.
-    match Kv::start_local(options).await {
+    match Kv::start(&node, options).await {
         Ok(kv) => Ok((node, kv)),
         Err(e) => {
             node.shutdown().await;
