@@ -36,6 +36,18 @@ fn three(h: &Harness, disk: bool) -> (Node, Node, Node) {
 fn three_nodes_converge() {
     let h = Harness::new();
     let (mut a, mut b, mut c) = three(&h, false);
+    // Malformed commands get an error answer and the node carries on.
+    for bad in [
+        "frobnicate",
+        "put onlykey",
+        "await-count x 10",
+        "inject b meteor",
+        "",
+    ] {
+        let answer = a.request(bad);
+        assert_eq!(answer["ok"], false, "{bad}: {answer}");
+        assert!(answer["error"].is_string(), "{bad}: {answer}");
+    }
     assert_eq!(a.members(), ["b", "c"]);
     assert_eq!(b.neighbours(), ["a", "c"]);
 
@@ -155,12 +167,6 @@ fn sigkill_loses_no_acknowledged_write() {
     await_same_root(&mut [&mut a, &mut b]);
 }
 
-/// The counters a bad frame may raise on the receiving replica.
-fn rejected(node: &mut Node) -> u64 {
-    let stats = node.stats();
-    number(&stats, "/replica/rejected_messages") + number(&stats, "/replica/frames_rejected")
-}
-
 #[test]
 fn bad_frames_are_refused_and_counted_while_the_replica_keeps_serving() {
     let h = Harness::new();
@@ -171,19 +177,24 @@ fn bad_frames_are_refused_and_counted_while_the_replica_keeps_serving() {
     a.put("before", "1");
     b.await_key("before", "1");
 
-    for fault in ["garbage", "oversized", "future", "unframed"] {
-        let before = rejected(&mut b);
+    // Sync-level faults are refused by the replica, an unframed one by the cluster envelope.
+    for (fault, counter) in [
+        ("garbage", "/replica/rejected_messages"),
+        ("oversized", "/replica/rejected_messages"),
+        ("future", "/replica/rejected_messages"),
+        ("unframed", "/replica/frames_rejected"),
+    ] {
+        let before = number(&b.stats(), counter);
         a.ok(&format!("inject b {fault}"));
-        eventually(WAIT, &format!("b counts the {fault} frame"), || {
-            (rejected(&mut b) > before).then_some(())
-        });
+        eventually(
+            WAIT,
+            &format!("b counts the {fault} frame in {counter}"),
+            || (number(&b.stats(), counter) > before).then_some(()),
+        );
         // b still serves reads and writes.
         b.put(&format!("after/{fault}"), "ok");
         assert_eq!(b.get("before").as_deref(), Some("1"));
     }
-    let stats = b.stats();
-    assert!(number(&stats, "/replica/rejected_messages") >= 1, "{stats}");
-    assert!(number(&stats, "/replica/frames_rejected") >= 1, "{stats}");
 
     // And sync still works both ways (the session may have been re-established).
     b.await_neighbours(1);
@@ -228,4 +239,49 @@ fn a_node_with_the_wrong_cookie_cannot_join() {
     assert_eq!(x.get("marker"), None);
     assert!(x.members().is_empty());
     assert_eq!(a.members(), ["b"]);
+}
+
+#[test]
+fn end_of_input_stops_the_node_cleanly_and_write_behind_is_flushed() {
+    let h = Harness::new();
+    let mut spec = h.disk_spec("solo");
+    spec.write_behind = true;
+    let mut solo = h.spawn(spec);
+    solo.bulk_put("wb/", 100, 8);
+    solo.put("last", "x");
+    let id = solo.replica_id();
+    solo.close_input();
+    solo.restart();
+    assert_eq!(solo.replica_id(), id);
+    assert_eq!(number(solo.ready(), "/keys"), 101, "{}", solo.ready());
+    assert_eq!(solo.get("last").as_deref(), Some("x"));
+}
+
+#[test]
+fn usage_and_bad_arguments() {
+    let herd = env!("CARGO_BIN_EXE_herd");
+    let run = |args: &[&str]| {
+        std::process::Command::new(herd)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run herd")
+    };
+    for args in [
+        &[][..],
+        &["frobnicate"],
+        &["node"],
+        &["node", "--name", "a", "--bogus"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("herd node"),
+            "{args:?}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let out = run(&["help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("herd demo"));
 }

@@ -222,6 +222,15 @@ impl Node {
         );
     }
 
+    /// Closes stdin (end of input) and requires a clean exit.
+    pub(crate) fn close_input(&mut self) {
+        assert!(
+            self.process.close_input(COMMAND),
+            "{} did not exit cleanly at end of input",
+            self.name()
+        );
+    }
+
     /// Restarts with the same spec and data directory, on the same port.
     pub(crate) fn restart(&mut self) {
         let name = self.name().to_owned();

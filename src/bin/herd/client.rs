@@ -391,20 +391,38 @@ impl NodeProcess {
     }
 
     /// Asks the node to `quit` and waits up to `timeout` for it to exit; kills it after that.
-    /// Returns whether it exited by itself.
+    /// Returns whether it exited by itself, successfully.
     pub(crate) fn quit(&mut self, timeout: Duration) -> bool {
         let Some(mut running) = self.running.take() else {
             return true;
         };
         let _ = writeln!(running.stdin, "quit").and_then(|()| running.stdin.flush());
+        Self::await_exit(running, timeout)
+    }
+
+    /// Closes the node's stdin (end of input) and waits up to `timeout` for it to exit; kills
+    /// it after that. Returns whether it exited by itself, successfully.
+    pub(crate) fn close_input(&mut self, timeout: Duration) -> bool {
+        match self.running.take() {
+            Some(running) => Self::await_exit(running, timeout),
+            None => true,
+        }
+    }
+
+    /// Closes stdin and waits for the child to exit (killing it at the deadline).
+    fn await_exit(running: Running, timeout: Duration) -> bool {
+        let Running {
+            mut child, stdin, ..
+        } = running;
+        drop(stdin);
         let deadline = Instant::now() + timeout;
         loop {
-            match running.child.try_wait() {
+            match child.try_wait() {
                 Ok(Some(status)) => return status.success(),
                 Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
                 _ => {
-                    let _ = running.child.kill();
-                    let _ = running.child.wait();
+                    let _ = child.kill();
+                    let _ = child.wait();
                     return false;
                 }
             }
