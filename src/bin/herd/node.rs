@@ -251,11 +251,11 @@ impl Server {
         let mut tasks = tokio::task::JoinSet::new();
         let mut failure = None;
         for i in 0..n {
-            if tasks.len() >= BULK_IN_FLIGHT {
-                if let Some(Err(e)) = tasks.join_next().await.map(flatten) {
-                    failure.get_or_insert(e);
-                    break;
-                }
+            if tasks.len() >= BULK_IN_FLIGHT
+                && let Some(Err(e)) = tasks.join_next().await.map(flatten)
+            {
+                failure.get_or_insert(e);
+                break;
             }
             let kv = self.kv.clone();
             let key = format!("{prefix}{i}");
