@@ -14,8 +14,9 @@
 //! `r.record(metric, value, unit, limit)` once per figure (`limit`: the physical limit or the
 //! same-run baseline in the same unit, else `None`), then add one line to [`WORKLOADS`]:
 //! `("my-workload", my_workload),`. Name sync-protocol workloads `sync-*` so that
-//! `-- sync` selects them. [`report::median_time`] times a closure (median of n runs).
+//! `-- sync` selects them, and cluster workloads (two real node processes) `cluster-*`. [`report::median_time`] times a closure (median of n runs).
 
+mod cluster;
 mod report;
 mod sync;
 
@@ -31,6 +32,10 @@ const WORKLOADS: &[Workload] = &[
     ("sync-delta", sync::sync_delta),
     ("sync-repair", sync::sync_repair),
     ("sync-idle", sync::sync_idle),
+    ("cluster-w1", cluster::w1),
+    ("cluster-w2", cluster::w2),
+    ("cluster-w3", cluster::w3),
+    ("cluster-w4w5", cluster::w4w5),
 ];
 
 fn main() {

@@ -23,6 +23,11 @@ impl Outbox for Group {
         self.stats().frames_rejected
     }
 
+    fn transport_bytes(&self) -> (u64, u64) {
+        let stats = self.stats();
+        (stats.bytes_sent, stats.bytes_received)
+    }
+
     fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(self.leave())
     }

@@ -109,6 +109,11 @@ pub struct ReplicaStats {
     pub rejected_messages: u64,
     /// Frames refused by the cluster layer before reaching the replica (bad envelope).
     pub frames_rejected: u64,
+    /// Bytes handed to the transport, the cluster's envelope included (not ractor's own
+    /// framing or TCP headers).
+    pub transport_bytes_sent: u64,
+    /// Bytes received through the transport, envelope included.
+    pub transport_bytes_received: u64,
     /// Deltas sent.
     pub deltas_sent: u64,
     /// Keys sent by the repair path.
@@ -290,6 +295,11 @@ impl<C: MapView> Replica<C> {
 
     /// Counters and figures.
     pub fn stats(&self) -> ReplicaStats {
+        let transport = self
+            .shared
+            .outbox
+            .get()
+            .map_or((0, 0), |o| o.transport_bytes());
         let core = self.shared.lock();
         let s = core.sync.stats();
         ReplicaStats {
@@ -304,6 +314,8 @@ impl<C: MapView> Replica<C> {
             messages_received: s.messages_received,
             rejected_messages: s.rejected_messages,
             frames_rejected: self.shared.outbox.get().map_or(0, |o| o.frames_rejected()),
+            transport_bytes_sent: transport.0,
+            transport_bytes_received: transport.1,
             deltas_sent: s.deltas_sent,
             repair_keys_sent: s.repair_keys_sent,
             buffered_deltas: core.sync.buffered_deltas(),

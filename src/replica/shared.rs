@@ -29,6 +29,8 @@ pub(crate) trait Outbox: Send + Sync {
     fn send_unframed(&self, to: &str, bytes: Vec<u8>) -> Result<(), String>;
     /// Frames refused before reaching the replica (bad envelope, oversized).
     fn frames_rejected(&self) -> u64;
+    /// Bytes sent and received through the transport, framing included.
+    fn transport_bytes(&self) -> (u64, u64);
     /// Leaves the transport (the replica is stopping).
     fn close(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }

@@ -34,6 +34,9 @@ impl Outbox for Loop {
     fn frames_rejected(&self) -> u64 {
         0
     }
+    fn transport_bytes(&self) -> (u64, u64) {
+        (0, 0)
+    }
     fn close(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(async {})
     }
