@@ -1,0 +1,338 @@
+//! `herd node`: one cluster node with one replicated key-value map, driven by line commands
+//! on stdin (see [`protocol::HELP`]) and answering each with one JSON line on stdout.
+
+use std::future::Future;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use herd::cluster::{Node, NodeConfig};
+use herd::replica::{Ack, Fault, Kv, ReplicaOptions};
+use herd::storage::{RedbConfig, RedbStorage};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::args::{NODE_USAGE, NodeArgs, parse_node_args};
+use crate::protocol::{self, Command, FaultKind, error, ok};
+
+/// The name of the node's one replica (and of its file in the data directory).
+const REPLICA: &str = "kv";
+/// How often an `await-*` command re-checks its condition.
+const POLL: Duration = Duration::from_millis(5);
+/// How many puts `bulk-put` keeps in flight.
+const BULK_IN_FLIGHT: usize = 256;
+
+/// Runs `herd node <args>`.
+pub(crate) fn main(args: &[String]) -> ExitCode {
+    let args = match parse_node_args(args) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("herd node: {e}\n\n{NODE_USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            emit(&json!({"event": "error", "error": format!("tokio runtime: {e}")}));
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(args));
+    // A read of stdin may still be parked on the blocking pool: do not wait for it.
+    runtime.shutdown_background();
+    code
+}
+
+/// Writes one JSON line to stdout. A closed stdout (the driver is gone) is not an error
+/// here: end of input on stdin ends the node.
+fn emit(value: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+async fn run(args: NodeArgs) -> ExitCode {
+    let (node, kv) = match start(&args).await {
+        Ok(started) => started,
+        Err(e) => {
+            tracing::error!(error = %e, "node failed to start");
+            emit(&json!({"event": "error", "node": args.name, "error": e}));
+            return ExitCode::FAILURE;
+        }
+    };
+    emit(&json!({
+        "event": "ready",
+        "node": node.name(),
+        "listen": node.listen_addr().to_string(),
+        "replica_id": kv.id().as_u64(),
+        "keys": kv.len(),
+        "restored": kv.restored(),
+    }));
+
+    let server = Server { node, kv };
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        let line = match lines.next_line().await {
+            Ok(Some(line)) => line,
+            Ok(None) => break, // end of input: graceful quit
+            Err(e) => {
+                tracing::warn!(error = %e, "reading stdin failed; quitting");
+                break;
+            }
+        };
+        match protocol::parse(&line) {
+            Ok(Command::Quit) => break,
+            Ok(command) => emit(&server.execute(command).await),
+            Err(e) => emit(&error(e, json!({}))),
+        }
+    }
+
+    let Server { node, kv } = server;
+    let mut code = ExitCode::SUCCESS;
+    if let Err(e) = kv.stop().await {
+        tracing::error!(error = %e, "stopping the replica failed");
+        code = ExitCode::FAILURE;
+    }
+    node.shutdown().await;
+    emit(&json!({"event": "stopped", "ok": code == ExitCode::SUCCESS}));
+    code
+}
+
+async fn start(args: &NodeArgs) -> Result<(Node, Kv), String> {
+    let mut config = NodeConfig::new(args.name.clone()).listen(args.listen);
+    for seed in &args.seeds {
+        config = config.seed(seed.clone());
+    }
+    if let Some(cookie) = &args.cookie {
+        config = config.cookie(cookie.clone());
+    }
+    let node = Node::start(config)
+        .await
+        .map_err(|e| format!("starting the cluster node: {e}"))?;
+
+    let mut options = ReplicaOptions::new(REPLICA);
+    if let Some(interval) = args.sync_interval {
+        options = options.sync_interval(interval);
+    }
+    if args.write_behind {
+        options = options.ack(Ack::Applied);
+    }
+    if let Some(dir) = &args.data_dir {
+        let storage = RedbStorage::open(dir, REPLICA, RedbConfig::durable())
+            .map_err(|e| format!("opening storage in {}: {e}", dir.display()))?;
+        options = options.storage(storage);
+    }
+    match Kv::start(&node, options).await {
+        Ok(kv) => Ok((node, kv)),
+        Err(e) => {
+            node.shutdown().await;
+            Err(format!("starting the replica: {e}"))
+        }
+    }
+}
+
+struct Server {
+    node: Node,
+    kv: Kv,
+}
+
+impl Server {
+    async fn execute(&self, command: Command) -> Value {
+        match command {
+            Command::Put { key, value } => match self.kv.put(key, value).await {
+                Ok(()) => ok(json!({})),
+                Err(e) => error(e, json!({})),
+            },
+            Command::Get { key } => ok(json!({"value": self.kv.get(&key)})),
+            Command::Del { key } => match self.kv.delete(&key).await {
+                Ok(()) => ok(json!({})),
+                Err(e) => error(e, json!({})),
+            },
+            Command::Members => {
+                let members = self.others().await;
+                ok(json!({
+                    "node": self.node.name(),
+                    "members": members,
+                    "neighbours": self.neighbours(),
+                }))
+            }
+            Command::Stats => ok(json!({
+                "node": self.node.name(),
+                "keys": self.kv.len(),
+                "replica": to_json(&self.kv.stats()),
+                "cluster": to_json(&self.node.stats()),
+            })),
+            Command::BulkPut {
+                prefix,
+                n,
+                value_len,
+            } => self.bulk_put(&prefix, n, value_len).await,
+            Command::AwaitKey {
+                key,
+                expect,
+                timeout,
+            } => {
+                let check = || async {
+                    let value = self.kv.get(&key);
+                    (expect.holds(value.as_deref()), json!({"value": value}))
+                };
+                await_condition(timeout, check).await
+            }
+            Command::AwaitCount { n, timeout } => {
+                let check = || async {
+                    let keys = self.kv.len();
+                    (keys == n, json!({"keys": keys}))
+                };
+                await_condition(timeout, check).await
+            }
+            Command::AwaitMembers { n, timeout } => {
+                let check = || async {
+                    let members = self.others().await;
+                    (members.len() == n, json!({"members": members}))
+                };
+                await_condition(timeout, check).await
+            }
+            Command::AwaitNeighbours { n, timeout } => {
+                let check = || async {
+                    let neighbours = self.neighbours();
+                    (neighbours.len() == n, json!({"neighbours": neighbours}))
+                };
+                await_condition(timeout, check).await
+            }
+            Command::Inject { peer, fault } => {
+                let fault = match fault {
+                    FaultKind::Garbage => Fault::Garbage,
+                    FaultKind::Oversized => Fault::Oversized,
+                    FaultKind::Future => Fault::FutureVersion,
+                    FaultKind::Unframed => Fault::Unframed,
+                };
+                match self.kv.inject(&peer, fault) {
+                    Ok(()) => ok(json!({})),
+                    Err(e) => error(e, json!({})),
+                }
+            }
+            Command::Help => ok(json!({"help": protocol::HELP})),
+            // Handled by the read loop; answered here only for completeness.
+            Command::Quit => ok(json!({})),
+        }
+    }
+
+    /// The other live members, sorted.
+    async fn others(&self) -> Vec<String> {
+        let me = self.node.name();
+        let mut members: Vec<String> = self
+            .node
+            .members()
+            .await
+            .into_iter()
+            .filter(|m| m != me)
+            .collect();
+        members.sort();
+        members.dedup();
+        members
+    }
+
+    fn neighbours(&self) -> Vec<String> {
+        let mut neighbours = self.kv.neighbours();
+        neighbours.sort();
+        neighbours
+    }
+
+    /// Puts `<prefix>0 .. <prefix>{n-1}`, up to [`BULK_IN_FLIGHT`] at a time so that durable
+    /// writes share commits (the replica group-commits concurrent writers).
+    async fn bulk_put(&self, prefix: &str, n: usize, value_len: usize) -> Value {
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut failure = None;
+        for i in 0..n {
+            if tasks.len() >= BULK_IN_FLIGHT
+                && let Some(Err(e)) = tasks.join_next().await.map(flatten)
+            {
+                failure.get_or_insert(e);
+                break;
+            }
+            let kv = self.kv.clone();
+            let key = format!("{prefix}{i}");
+            tasks.spawn(async move {
+                kv.put(key, filler(i, value_len))
+                    .await
+                    .map_err(|e| e.to_string())
+            });
+        }
+        while let Some(result) = tasks.join_next().await {
+            if let Err(e) = flatten(result) {
+                failure.get_or_insert(e);
+            }
+        }
+        match failure {
+            Some(e) => error(e, json!({})),
+            None => ok(json!({"written": n, "ms": millis(started.elapsed())})),
+        }
+    }
+}
+
+fn flatten(joined: Result<Result<(), String>, tokio::task::JoinError>) -> Result<(), String> {
+    joined.map_err(|e| format!("put task failed: {e}"))?
+}
+
+/// A value of exactly `len` ASCII bytes that differs from key to key.
+fn filler(i: usize, len: usize) -> String {
+    let seed = format!("{i:x}-");
+    seed.chars().cycle().take(len).collect()
+}
+
+/// Re-checks `check` every [`POLL`] until it holds or `timeout` passes. The answer carries
+/// `waited_ms` and what `check` observed last.
+async fn await_condition<F, Fut>(timeout: Duration, mut check: F) -> Value
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = (bool, Value)>,
+{
+    let started = Instant::now();
+    loop {
+        let (holds, seen) = check().await;
+        let waited = started.elapsed();
+        if holds {
+            let mut answer = ok(seen);
+            answer["waited_ms"] = json!(millis(waited));
+            return answer;
+        }
+        if waited >= timeout {
+            return error("timeout", with(seen, "waited_ms", json!(millis(waited))));
+        }
+        tokio::time::sleep(POLL.min(timeout - waited)).await;
+    }
+}
+
+fn with(mut object: Value, key: &str, value: Value) -> Value {
+    if let Value::Object(map) = &mut object {
+        map.insert(key.to_owned(), value);
+    }
+    object
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn to_json(value: &impl Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or_else(|e| json!({"error": e.to_string()}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filler_has_the_asked_length() {
+        assert_eq!(filler(255, 0), "");
+        assert_eq!(filler(255, 7), "ff-ff-f");
+        assert_eq!(filler(3, 64).len(), 64);
+    }
+}

@@ -1,0 +1,348 @@
+//! The node's line protocol: one command per stdin line, one JSON answer per command.
+//!
+//! Parsing is pure (no I/O, no replica) so it is unit-tested here; `node.rs` executes the
+//! parsed [`Command`]s.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+/// The longest an `await-*` command may wait.
+const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+/// The most keys one `bulk-put` may write.
+const MAX_BULK: usize = 1_000_000;
+/// The largest value `bulk-put` generates.
+const MAX_VALUE_LEN: usize = 1 << 20;
+
+/// The commands, with the syntax shown in [`HELP`].
+pub(crate) const HELP: &str = "\
+commands (one per line, each answered by one JSON line):
+  put <key> <value>                    value = rest of the line; answers once the put returned
+  get <key>                            {\"ok\":true,\"value\":\"..\"|null}
+  del <key>
+  members                              live members and the replica's neighbours
+  stats                                replica and cluster counters
+  bulk-put <prefix> <n> <value_len>    puts <prefix>0 .. <prefix>{n-1}
+  await-key <key> <value|-|*> <ms>     until key = value (- absent, * any value)
+  await-count <n> <ms>                 until the replica holds exactly n keys
+  await-members <n> <ms>               until exactly n other nodes are members
+  await-neighbours <n> <ms>            until the replica has exactly n neighbours
+  inject <peer> garbage|oversized|future|unframed
+  help
+  quit                                 (end of input quits too)";
+
+/// What `await-key` waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// The key is absent (`-`).
+    Absent,
+    /// The key has some value (`*`).
+    Any,
+    /// The key has exactly this value.
+    Value(String),
+}
+
+impl Expect {
+    /// Whether `value` (the key's current value) satisfies it.
+    pub(crate) fn holds(&self, value: Option<&str>) -> bool {
+        match (self, value) {
+            (Self::Absent, None) | (Self::Any, Some(_)) => true,
+            (Self::Value(want), Some(have)) => want == have,
+            _ => false,
+        }
+    }
+}
+
+/// A bad frame `inject` sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FaultKind {
+    /// Bytes that are not a sync message.
+    Garbage,
+    /// A message over the size limit.
+    Oversized,
+    /// A message of a newer wire-format version.
+    Future,
+    /// Bytes without herd's envelope.
+    Unframed,
+}
+
+/// One parsed command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Command {
+    Put {
+        key: String,
+        value: String,
+    },
+    Get {
+        key: String,
+    },
+    Del {
+        key: String,
+    },
+    Members,
+    Stats,
+    BulkPut {
+        prefix: String,
+        n: usize,
+        value_len: usize,
+    },
+    AwaitKey {
+        key: String,
+        expect: Expect,
+        timeout: Duration,
+    },
+    AwaitCount {
+        n: usize,
+        timeout: Duration,
+    },
+    AwaitMembers {
+        n: usize,
+        timeout: Duration,
+    },
+    AwaitNeighbours {
+        n: usize,
+        timeout: Duration,
+    },
+    Inject {
+        peer: String,
+        fault: FaultKind,
+    },
+    Help,
+    Quit,
+}
+
+/// Parses one line. The error is the message for `{"ok":false,"error":..}`.
+pub(crate) fn parse(line: &str) -> Result<Command, String> {
+    let line = line.trim();
+    let (verb, rest) = split_word(line);
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let arity = |n: usize, usage: &str| {
+        if words.len() == n {
+            Ok(())
+        } else {
+            Err(format!("usage: {usage}"))
+        }
+    };
+    match verb {
+        "" => Err("empty command (try `help`)".to_owned()),
+        "put" => {
+            let (key, value) = split_word(rest);
+            if key.is_empty() || value.is_empty() {
+                return Err("usage: put <key> <value>".to_owned());
+            }
+            Ok(Command::Put {
+                key: key.to_owned(),
+                value: value.to_owned(),
+            })
+        }
+        "get" => {
+            arity(1, "get <key>")?;
+            Ok(Command::Get {
+                key: words[0].to_owned(),
+            })
+        }
+        "del" | "delete" => {
+            arity(1, "del <key>")?;
+            Ok(Command::Del {
+                key: words[0].to_owned(),
+            })
+        }
+        "members" => arity(0, "members").map(|()| Command::Members),
+        "stats" => arity(0, "stats").map(|()| Command::Stats),
+        "help" => Ok(Command::Help),
+        "quit" | "exit" => Ok(Command::Quit),
+        "bulk-put" => {
+            arity(3, "bulk-put <prefix> <n> <value_len>")?;
+            Ok(Command::BulkPut {
+                prefix: words[0].to_owned(),
+                n: number(words[1], "n", MAX_BULK)?,
+                value_len: number(words[2], "value_len", MAX_VALUE_LEN)?,
+            })
+        }
+        "await-key" => {
+            arity(3, "await-key <key> <value|-|*> <timeout_ms>")?;
+            let expect = match words[1] {
+                "-" => Expect::Absent,
+                "*" => Expect::Any,
+                value => Expect::Value(value.to_owned()),
+            };
+            Ok(Command::AwaitKey {
+                key: words[0].to_owned(),
+                expect,
+                timeout: timeout(words[2])?,
+            })
+        }
+        "await-count" | "await-members" | "await-neighbours" => {
+            arity(2, &format!("{verb} <n> <timeout_ms>"))?;
+            let n = number(words[0], "n", usize::MAX)?;
+            let timeout = timeout(words[1])?;
+            Ok(match verb {
+                "await-count" => Command::AwaitCount { n, timeout },
+                "await-members" => Command::AwaitMembers { n, timeout },
+                _ => Command::AwaitNeighbours { n, timeout },
+            })
+        }
+        "inject" => {
+            arity(2, "inject <peer> garbage|oversized|future|unframed")?;
+            let fault = match words[1] {
+                "garbage" => FaultKind::Garbage,
+                "oversized" => FaultKind::Oversized,
+                "future" => FaultKind::Future,
+                "unframed" => FaultKind::Unframed,
+                other => return Err(format!("unknown fault `{other}`")),
+            };
+            Ok(Command::Inject {
+                peer: words[0].to_owned(),
+                fault,
+            })
+        }
+        other => Err(format!("unknown command `{other}` (try `help`)")),
+    }
+}
+
+/// The first whitespace-separated word and the rest (trimmed).
+fn split_word(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    match s.find(char::is_whitespace) {
+        Some(i) => (&s[..i], s[i..].trim()),
+        None => (s, ""),
+    }
+}
+
+fn number(word: &str, what: &str, max: usize) -> Result<usize, String> {
+    let n: usize = word
+        .parse()
+        .map_err(|_| format!("{what} must be a non-negative integer, got `{word}`"))?;
+    if n > max {
+        return Err(format!("{what} must be at most {max}, got {n}"));
+    }
+    Ok(n)
+}
+
+fn timeout(word: &str) -> Result<Duration, String> {
+    let ms: u64 = word
+        .parse()
+        .map_err(|_| format!("timeout_ms must be a non-negative integer, got `{word}`"))?;
+    let timeout = Duration::from_millis(ms);
+    if timeout > MAX_TIMEOUT {
+        return Err(format!(
+            "timeout_ms must be at most {}",
+            MAX_TIMEOUT.as_millis()
+        ));
+    }
+    Ok(timeout)
+}
+
+/// `{"ok":true}` plus the fields of `fields` (an object; anything else is ignored).
+pub(crate) fn ok(fields: Value) -> Value {
+    let mut map = Map::new();
+    map.insert("ok".to_owned(), Value::Bool(true));
+    if let Value::Object(fields) = fields {
+        map.extend(fields);
+    }
+    Value::Object(map)
+}
+
+/// `{"ok":false,"error":error}` plus the fields of `fields`.
+pub(crate) fn error(error: impl std::fmt::Display, fields: Value) -> Value {
+    let mut answer = json!({"ok": false, "error": error.to_string()});
+    if let (Value::Object(map), Value::Object(fields)) = (&mut answer, fields) {
+        map.extend(fields);
+    }
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_command() {
+        assert_eq!(
+            parse("put a hello world"),
+            Ok(Command::Put {
+                key: "a".into(),
+                value: "hello world".into()
+            })
+        );
+        assert_eq!(parse("  get  a "), Ok(Command::Get { key: "a".into() }));
+        assert_eq!(parse("del a"), Ok(Command::Del { key: "a".into() }));
+        assert_eq!(parse("members"), Ok(Command::Members));
+        assert_eq!(parse("stats"), Ok(Command::Stats));
+        assert_eq!(
+            parse("bulk-put k 10 8"),
+            Ok(Command::BulkPut {
+                prefix: "k".into(),
+                n: 10,
+                value_len: 8
+            })
+        );
+        assert_eq!(
+            parse("await-key a - 100"),
+            Ok(Command::AwaitKey {
+                key: "a".into(),
+                expect: Expect::Absent,
+                timeout: Duration::from_millis(100)
+            })
+        );
+        assert_eq!(
+            parse("await-members 2 5"),
+            Ok(Command::AwaitMembers {
+                n: 2,
+                timeout: Duration::from_millis(5)
+            })
+        );
+        assert_eq!(
+            parse("inject b future"),
+            Ok(Command::Inject {
+                peer: "b".into(),
+                fault: FaultKind::Future
+            })
+        );
+        assert_eq!(parse("quit"), Ok(Command::Quit));
+    }
+
+    #[test]
+    fn rejects_malformed_commands_with_a_message() {
+        for line in [
+            "",
+            "   ",
+            "frobnicate",
+            "put",
+            "put a",
+            "get",
+            "get a b",
+            "bulk-put k x 1",
+            "bulk-put k 1",
+            "bulk-put k 99999999999 1",
+            "await-key a b",
+            "await-count -1 10",
+            "await-count 1 9999999999",
+            "inject b meteor",
+            "stats now",
+        ] {
+            let err = parse(line).expect_err(line);
+            assert!(!err.is_empty(), "{line}");
+        }
+    }
+
+    #[test]
+    fn expectations() {
+        assert!(Expect::Absent.holds(None));
+        assert!(!Expect::Absent.holds(Some("x")));
+        assert!(Expect::Any.holds(Some("x")));
+        assert!(!Expect::Any.holds(None));
+        assert!(Expect::Value("x".into()).holds(Some("x")));
+        assert!(!Expect::Value("x".into()).holds(Some("y")));
+        assert!(!Expect::Value("x".into()).holds(None));
+    }
+
+    #[test]
+    fn answers() {
+        assert_eq!(ok(json!({"value": 1})), json!({"ok": true, "value": 1}));
+        assert_eq!(
+            error("boom", json!({"after_ms": 3})),
+            json!({"ok": false, "error": "boom", "after_ms": 3})
+        );
+    }
+}
