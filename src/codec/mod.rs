@@ -213,6 +213,18 @@ pub fn encode<T: Serialize + ?Sized>(msg: &T, limit: usize) -> Result<Vec<u8>, C
     postcard::serialize_with_flavor(msg, out).map_err(|e| ser_error(e, limit))
 }
 
+/// Encodes `msg` like [`encode`] into `buf`, for hot paths that only need the bytes briefly;
+/// `None` when it does not fit `buf` (or cannot be encoded at all).
+pub(crate) fn encode_into<'a, T: Serialize + ?Sized>(
+    msg: &T,
+    buf: &'a mut [u8],
+) -> Option<&'a [u8]> {
+    let (first, rest) = buf.split_first_mut()?;
+    *first = WIRE_VERSION;
+    let len = postcard::to_slice(msg, rest).ok()?.len();
+    Some(&buf[..1 + len])
+}
+
 /// Decodes a frame produced by [`encode`], refusing frames longer than `limit` bytes.
 ///
 /// Checks, in this order: the limit (before reading anything), the version byte, the payload,

@@ -340,3 +340,38 @@ async fn garbage_from_a_neighbour_is_counted_and_changes_nothing() {
     until("sync after garbage", || b.get("k2").is_some()).await;
     assert_eq!(a.stats().root, b.stats().root);
 }
+
+#[tokio::test]
+async fn put_many_is_one_commit_and_reports_each_key() {
+    let store = MemoryStorage::new();
+    let kv = Kv::start_local(options("kv").storage(store.clone()))
+        .await
+        .unwrap();
+    kv.put(s("k1"), s("old")).await.unwrap();
+    let mut diffs = kv.subscribe();
+    let commits = kv.stats().storage_commits;
+    kv.put_many((0..100).map(|i| (format!("k{i}"), s("new"))))
+        .await
+        .unwrap();
+    assert_eq!(store.len(), 100, "all stored when put_many returned");
+    assert_eq!(kv.stats().storage_commits, commits + 1);
+    let mut got = Vec::new();
+    while got.len() < 100 {
+        got.extend(timeout(DEADLINE, diffs.recv()).await.unwrap().unwrap());
+    }
+    assert_eq!(
+        got.iter()
+            .filter(|d| matches!(d, Diff::Updated { .. }))
+            .count(),
+        1
+    );
+    let err = kv
+        .put_many([(s("a"), s("1")), (s("b"), "x".repeat(2 << 20))])
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(ReplicaError::TooLarge { .. })),
+        "{err:?}"
+    );
+    assert_eq!(kv.get("a"), None, "nothing of a refused batch is applied");
+}

@@ -1,4 +1,4 @@
-use super::keys::{context_hash, entries_digest, key_hash};
+use super::keys::{context_hash, entries_digest, key_hash, store_digest};
 use super::message::Message;
 use super::{MapCrdt, SyncConfig, SyncError};
 use crate::codec;
@@ -323,6 +323,21 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             return; // Nobody to send it to; a later neighbour is repaired instead.
         }
         let size = codec::encoded_len(&delta).unwrap_or(usize::MAX);
+        // Local writes between two ticks form one delta group (Almeida et al.): joined into
+        // the newest buffered delta while no neighbour has been sent it yet. One entry per
+        // tick instead of one per write, so the receiver reduces and joins once per group.
+        // The group's size is kept as the sum of its parts, an upper bound of its encoding.
+        let group_limit = self.config.max_sync_size / 4;
+        if origin.is_none()
+            && let Some(last) = self.buffer.back_mut()
+            && last.origin.is_none()
+            && last.size.saturating_add(size) <= group_limit
+            && self.neighbours.values().all(|n| n.sent_upto < last.seq)
+        {
+            last.delta.join(&delta);
+            last.size += size;
+            return;
+        }
         self.head += 1;
         self.buffer.push_back(Buffered {
             seq: self.head,
@@ -559,13 +574,17 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     }
 
     pub(super) fn refresh_key(&mut self, key: &C::Key) {
-        let dots = self.crdt.as_causal().key_dots(key);
+        let digest = self
+            .crdt
+            .as_causal()
+            .store()
+            .get(key)
+            .and_then(store_digest);
         let kh = key_hash(key);
-        if dots.is_empty() {
-            self.tree.remove(kh);
-        } else {
-            self.tree.insert(kh, entries_digest(&dots));
-        }
+        match digest {
+            Some(digest) => self.tree.insert(kh, digest),
+            None => self.tree.remove(kh),
+        };
     }
 
     pub(super) fn rebuild_tree(&mut self) {

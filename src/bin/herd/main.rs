@@ -17,6 +17,7 @@ mod client;
 mod demo;
 mod node;
 mod protocol;
+mod trim;
 
 const USAGE: &str = "\
 herd: replicated, coordination-free state for ractor clusters

@@ -75,6 +75,13 @@ async fn run(args: NodeArgs) -> ExitCode {
         "restored": kv.restored(),
     }));
 
+    let trimmer = tokio::spawn(async {
+        let mut every = tokio::time::interval(crate::trim::PERIOD);
+        loop {
+            every.tick().await;
+            let _ = tokio::task::spawn_blocking(crate::trim::trim).await;
+        }
+    });
     let server = Server { node, kv };
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
@@ -93,6 +100,7 @@ async fn run(args: NodeArgs) -> ExitCode {
         }
     }
 
+    trimmer.abort();
     let Server { node, kv } = server;
     let mut code = ExitCode::SUCCESS;
     if let Err(e) = kv.stop().await {
@@ -161,6 +169,12 @@ impl Server {
                     "members": members,
                     "neighbours": self.neighbours(),
                 }))
+            }
+            Command::Trim => {
+                let released = tokio::task::spawn_blocking(crate::trim::trim)
+                    .await
+                    .unwrap_or(false);
+                ok(json!({ "released": released }))
             }
             Command::Stats => ok(json!({
                 "node": self.node.name(),

@@ -22,6 +22,7 @@ commands (one per line, each answered by one JSON line):
   del <key>
   members                              live members and the replica's neighbours
   stats                                replica and cluster counters
+  trim                                 give freed heap memory back to the OS (glibc)
   bulk-put <prefix> <n> <value_len>    puts <prefix>0 .. <prefix>{n-1}
   await-key <key> <value|-|*> <ms>     until key = value (- absent, * any value)
   await-count <n> <ms>                 until the replica holds exactly n keys
@@ -107,6 +108,7 @@ pub(crate) enum Command {
         peer: String,
         fault: FaultKind,
     },
+    Trim,
     Help,
     Quit,
 }
@@ -149,6 +151,7 @@ pub(crate) fn parse(line: &str) -> Result<Command, String> {
         }
         "members" => arity(0, "members").map(|()| Command::Members),
         "stats" => arity(0, "stats").map(|()| Command::Stats),
+        "trim" => arity(0, "trim").map(|()| Command::Trim),
         "help" => Ok(Command::Help),
         "quit" | "exit" => Ok(Command::Quit),
         "bulk-put" => {
@@ -269,6 +272,7 @@ mod tests {
         assert_eq!(parse("del a"), Ok(Command::Del { key: "a".into() }));
         assert_eq!(parse("members"), Ok(Command::Members));
         assert_eq!(parse("stats"), Ok(Command::Stats));
+        assert_eq!(parse("trim"), Ok(Command::Trim));
         assert_eq!(
             parse("bulk-put k 10 8"),
             Ok(Command::BulkPut {
