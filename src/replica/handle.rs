@@ -4,7 +4,7 @@ use super::ReplicaError;
 use super::actor::{ReplicaActor, ReplicaMsg};
 use super::options::ReplicaOptions;
 use super::persist;
-use super::shared::{Committed, Outbox, Shared, wall_ms};
+use super::shared::{Committed, Core, Outbox, Shared, wall_ms};
 use super::view::{Diff, MapView};
 use crate::clock::{Hlc, Timestamp};
 use crate::codec;
@@ -418,14 +418,24 @@ where
         let seq = {
             let mut core = self.shared.lock();
             let ts = core.hlc.now(wall_ms());
-            let known = core
-                .has_subscribers()
-                .then(|| (key.clone(), core.sync.crdt().get(&key).cloned()));
-            let delta = core.sync.mutate(|c, id| c.put(id, ts, key, value));
-            let known = known.as_ref().map(|(k, v)| (k, v.clone()));
-            self.shared.after_local(&mut core, &delta, known)
+            self.put_locked(&mut core, ts, key, value)
         };
         self.shared.await_commit(seq).await
+    }
+
+    /// One put under the lock; returns its change number.
+    fn put_locked(&self, core: &mut Core<AwLwwMap<K, V>>, ts: Timestamp, key: K, value: V) -> u64 {
+        if !core.has_subscribers() && self.shared.storage.is_none() {
+            // Nobody needs the delta back: skip cloning it (the common in-memory case).
+            core.sync.mutate_quiet(|c, id| c.put(id, ts, key, value));
+            return core.touched();
+        }
+        let known = core
+            .has_subscribers()
+            .then(|| (key.clone(), core.sync.crdt().get(&key).cloned()));
+        let delta = core.sync.mutate(|c, id| c.put(id, ts, key, value));
+        let known = known.as_ref().map(|(k, v)| (k, v.clone()));
+        self.shared.after_local(core, &delta, known)
     }
 
     /// Sets many keys at once: one lock, one commit to wait for, and (between two ticks) one
@@ -453,12 +463,7 @@ where
             let mut seq = core.seq();
             for (key, value) in entries {
                 let ts = core.hlc.now(wall);
-                let known = core
-                    .has_subscribers()
-                    .then(|| (key.clone(), core.sync.crdt().get(&key).cloned()));
-                let delta = core.sync.mutate(|c, id| c.put(id, ts, key, value));
-                let known = known.as_ref().map(|(k, v)| (k, v.clone()));
-                seq = self.shared.after_local(&mut core, &delta, known);
+                seq = self.put_locked(&mut core, ts, key, value);
             }
             seq
         };

@@ -63,6 +63,13 @@ impl<C: MapView> Core<C> {
     pub(crate) fn seq(&self) -> u64 {
         self.seq
     }
+
+    /// Counts a local change that needs no storage or subscriber work; returns its number.
+    pub(crate) fn touched(&mut self) -> u64 {
+        self.changed = true;
+        self.seq += 1;
+        self.seq
+    }
 }
 
 /// How far the committer got.

@@ -202,10 +202,20 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         let delta = op(&mut self.crdt, self.id);
         let causal = delta.as_causal();
         if !causal.is_bottom() {
-            self.refresh_keys_of(causal);
+            self.refresh_keys(causal);
             self.push_delta(causal.clone(), None);
         }
         delta
+    }
+
+    /// Like [`mutate`](Self::mutate), for callers that do not need the delta back: it moves
+    /// into the buffer instead of being cloned (the hot path of a replica's `put`).
+    pub fn mutate_quiet(&mut self, op: impl FnOnce(&mut C, ReplicaId) -> C) {
+        let delta = op(&mut self.crdt, self.id).into_causal();
+        if !delta.is_bottom() {
+            self.refresh_keys(&delta);
+            self.push_delta(delta, None);
+        }
     }
 
     /// Sets the neighbours. New ones start with nothing in flight: what they lack reaches
@@ -558,6 +568,13 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             // Budgets keep messages under the limit; one that is not is dropped, and what it
             // carried is repaired later.
             Err(_) => self.stats.unsendable_messages += 1,
+        }
+    }
+
+    /// Re-digests the keys a (keyed) value touches.
+    pub(super) fn refresh_keys(&mut self, value: &Causal<DotMap<C::Key, C::Value>>) {
+        for (key, _) in value.store().iter() {
+            self.refresh_key(key);
         }
     }
 
