@@ -209,11 +209,13 @@ impl<C: MapView> Shared<C> {
         while let Some(event) = core.sync.poll_event() {
             match event {
                 SyncEvent::Changed(keys) => {
+                    observe_clocks(core, keys.iter());
                     if self.storage.is_some() {
                         core.dirty.extend(keys);
                     }
                 }
                 SyncEvent::ChangedFrom(changes) => {
+                    observe_clocks(core, changes.iter().map(|(k, _)| k));
                     let state = core.sync.crdt().as_causal().store();
                     let diffs: Vec<_> = changes
                         .iter()
@@ -312,6 +314,22 @@ impl<C: MapView> Shared<C> {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.committed.send_modify(|c| c.seq = c.seq.max(seq));
         Ok(true)
+    }
+}
+
+/// Advances the hybrid logical clock past the timestamps neighbours wrote under `keys`, so a
+/// local write made after seeing a remote one is ordered after it even when the remote wall
+/// clock runs ahead (Kulkarni et al.). A timestamp beyond the drift bound is not observed: the
+/// clock stays sane, and the value still wins where its timestamp says it does.
+fn observe_clocks<'k, C: MapView>(core: &mut Core<C>, keys: impl Iterator<Item = &'k C::Key>) {
+    let store = core.sync.crdt().as_causal().store();
+    let newest = keys
+        .filter_map(|k| store.get(k).and_then(C::store_timestamp))
+        .max();
+    if let Some(remote) = newest
+        && let Err(error) = core.hlc.observe(wall_ms(), remote)
+    {
+        tracing::warn!(%error, "not following a neighbour's clock");
     }
 }
 

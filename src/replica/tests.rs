@@ -375,3 +375,19 @@ async fn put_many_is_one_commit_and_reports_each_key() {
     );
     assert_eq!(kv.get("a"), None, "nothing of a refused batch is applied");
 }
+
+#[tokio::test]
+async fn the_clock_follows_timestamps_seen_from_neighbours() {
+    let (a, b) = pair().await;
+    // A neighbour whose clock runs 5 s ahead (within the drift bound) writes...
+    let ahead = crate::clock::Timestamp::new(super::shared::wall_ms() + 5_000, 0);
+    a.mutate(|m, id, _| m.put(id, ahead, s("k"), s("from the future")))
+        .await
+        .unwrap();
+    until("sync", || b.get("k").is_some()).await;
+    // ...so b's next write, made after seeing it, is stamped after it: a write concurrent
+    // with b's (by a node that never saw a's) is ordered by what b saw, not by b's wall clock.
+    b.put(s("other"), s("v")).await.unwrap();
+    let stamped = b.read(|m| m.get_entry("other").map(|(_, e)| e.ts)).unwrap();
+    assert!(stamped > ahead, "{stamped:?} <= {ahead:?}");
+}

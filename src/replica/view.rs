@@ -22,6 +22,12 @@ pub trait MapView:
     fn max_timestamp(&self) -> Option<Timestamp> {
         None
     }
+    /// The greatest timestamp in one key's store, so the replica's clock can observe
+    /// timestamps that arrive from neighbours. `None` for types without timestamps.
+    fn store_timestamp(store: &Self::Value) -> Option<Timestamp> {
+        let _ = store;
+        None
+    }
 }
 
 impl<K, V> MapView for AwLwwMap<K, V>
@@ -37,6 +43,9 @@ where
     }
     fn max_timestamp(&self) -> Option<Timestamp> {
         AwLwwMap::max_timestamp(self)
+    }
+    fn store_timestamp(store: &DotFun<Lww<V>>) -> Option<Timestamp> {
+        store.iter().map(|(_, e)| e.ts).max()
     }
 }
 
