@@ -49,7 +49,6 @@ impl<C: MapView> Actor for ReplicaActor<C> {
         message: Self::Msg,
         shared: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let _span = tracing::debug_span!("replica", name = %shared.name).entered();
         let transmits = {
             let mut core = shared.lock();
             match message {
@@ -67,10 +66,20 @@ impl<C: MapView> Actor for ReplicaActor<C> {
                     }
                 }
             }
-            shared.drain(&mut core)
+            (shared.drain(&mut core), core.seq())
         };
-        shared.transmit(transmits);
+        let (transmits, seq) = transmits;
         shared.wake_committer();
+        if !transmits.is_empty() {
+            // Nothing leaves before the state it was read from is durable: a crash must never
+            // forget a dot of ours that a neighbour already holds (the restarted replica keeps
+            // its id and would mint that dot again, and the neighbour would ignore the write).
+            if let Err(error) = shared.until_durable(seq).await {
+                tracing::warn!(replica = %shared.name, %error, "not sending: state not stored");
+                return Ok(());
+            }
+        }
+        shared.transmit(transmits);
         Ok(())
     }
 }

@@ -4,7 +4,7 @@ use super::ReplicaError;
 use super::actor::{ReplicaActor, ReplicaMsg};
 use super::options::ReplicaOptions;
 use super::persist;
-use super::shared::{Committed, Core, Outbox, Shared, wall_ms};
+use super::shared::{Core, Outbox, Shared, wall_ms};
 use super::view::{Diff, MapView};
 use crate::clock::{Hlc, Timestamp};
 use crate::codec;
@@ -233,9 +233,12 @@ impl<C: MapView> Replica<C> {
     /// Applies a local change: `op` runs a mutator of the CRDT with this replica's id and a
     /// fresh hybrid-logical-clock timestamp, and returns the mutator's delta.
     ///
-    /// Subscribers are told of each key the delta touches; without the value from before,
-    /// a key the delta overwrote is reported as [`Diff::Updated`] even if the visible value is
-    /// the same (use the typed methods such as [`Replica::put`] for exact diffs).
+    /// Subscribers are told of each key the delta touches. Without the values from before,
+    /// the kind of each diff is inferred from the delta: if it overwrote or removed anything,
+    /// its present keys are reported as [`Diff::Updated`] (even when the visible value is the
+    /// same) and its absent keys as [`Diff::Removed`], else as [`Diff::Added`]. A delta over
+    /// several keys cannot tell which key it overwrote, so mixed changes are all reported as
+    /// updates. The typed methods such as [`Replica::put`] give exact diffs.
     ///
     /// # Errors
     /// With [`Ack::Durable`](super::Ack::Durable) storage: the commit failed (the change is
@@ -324,7 +327,8 @@ impl<C: MapView> Replica<C> {
         }
     }
 
-    /// Waits until every write made so far is in storage (for [`Ack::Applied`](super::Ack)).
+    /// Waits until every write made so far is durable in storage (for
+    /// [`Ack::Applied`](super::Ack), or a write-behind store).
     ///
     /// # Errors
     /// [`ReplicaError::StorageFailed`] if a commit failed.
@@ -333,16 +337,7 @@ impl<C: MapView> Replica<C> {
         if self.shared.storage.is_none() {
             return Ok(());
         }
-        self.shared.wake_committer();
-        let mut rx = self.shared.committed.subscribe();
-        let state = rx
-            .wait_for(|c| c.seq >= seq || c.failed.is_some())
-            .await
-            .map_err(|_| ReplicaError::Actor("committer stopped".into()))?;
-        match &state.failed {
-            Some(e) if state.seq < seq => Err(ReplicaError::StorageFailed(e.clone())),
-            _ => Ok(()),
-        }
+        self.shared.until_durable(seq).await
     }
 
     /// Stops the replica: its actor, then a last commit and flush of its storage. Other
@@ -537,6 +532,15 @@ fn spawn_committer<C: MapView>(
     std::thread::Builder::new()
         .name(format!("herd-commit-{}", shared.name))
         .spawn(move || {
+            /// Marks the committer gone however the thread ends (return or unwind), so no
+            /// writer waits forever for a commit that will not come.
+            struct Closed<C: MapView>(Arc<Shared<C>>);
+            impl<C: MapView> Drop for Closed<C> {
+                fn drop(&mut self) {
+                    self.0.committed.send_modify(|c| c.closed = true);
+                }
+            }
+            let _closed = Closed(shared.clone());
             loop {
                 let closed = woken.recv().is_err();
                 let stopping = closed || shared.stopping.load(Ordering::SeqCst);
@@ -551,7 +555,7 @@ fn spawn_committer<C: MapView>(
                         tracing::error!(replica = %shared.name, error = %e, "storage commit failed");
                         shared
                             .committed
-                            .send_modify(|c: &mut Committed| c.failed = Some(e.to_string()));
+                            .send_modify(|c| c.failed = Some(e.to_string()));
                     }
                 }
                 if stopping {

@@ -24,6 +24,12 @@
 //! some in a crash is harmless, since the neighbours that sent them still hold them and the
 //! repair path brings them back.
 //!
+//! **Nothing leaves before it is durable.** The actor sends a message only after the state it
+//! was read from is committed (and flushed, for a write-behind store). A restarted replica
+//! keeps its id and numbers its next write after the last one stored; had a neighbour already
+//! received a later, unstored one, the new write would reuse that write's dot and be ignored
+//! by everyone. The cost: a sync message waits for at most one commit.
+//!
 //! A replica restarted on its storage comes back with its state and its replica id. A store
 //! that is empty (new, or wiped) gets a fresh random id: reusing an id with a forgotten
 //! history would mint dots other replicas already know.

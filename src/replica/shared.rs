@@ -77,6 +77,28 @@ impl<C: MapView> Core<C> {
 pub(crate) struct Committed {
     pub(crate) seq: u64,
     pub(crate) failed: Option<String>,
+    /// The committer thread is gone (stopped, or panicked): nothing later will be committed.
+    pub(crate) closed: bool,
+}
+
+impl Committed {
+    /// Waits until change `seq` is committed, a commit failed, or the committer is gone.
+    pub(crate) async fn wait(
+        rx: &mut watch::Receiver<Committed>,
+        seq: u64,
+    ) -> Result<(), ReplicaError> {
+        let state = rx
+            .wait_for(|c| c.seq >= seq || c.failed.is_some() || c.closed)
+            .await
+            .map_err(|_| ReplicaError::Actor("committer stopped".into()))?;
+        match &state.failed {
+            _ if state.seq >= seq => Ok(()),
+            Some(e) => Err(ReplicaError::StorageFailed(e.clone())),
+            None => Err(ReplicaError::Actor(
+                "replica stopped: write not stored".into(),
+            )),
+        }
+    }
 }
 
 /// Shared by handles, the actor and the committer.
@@ -284,14 +306,25 @@ impl<C: MapView> Shared<C> {
             return Ok(());
         }
         let mut rx = self.committed.subscribe();
-        let state = rx
-            .wait_for(|c| c.seq >= seq || c.failed.is_some())
-            .await
-            .map_err(|_| ReplicaError::Actor("committer stopped".into()))?;
-        match &state.failed {
-            Some(e) if state.seq < seq => Err(ReplicaError::StorageFailed(e.clone())),
-            _ => Ok(()),
+        Committed::wait(&mut rx, seq).await
+    }
+
+    /// Waits until everything up to change `seq` is durable: committed, and flushed if the
+    /// store writes behind. Nothing read from the state may leave the node before that: a
+    /// restarted replica keeps its id, and must not mint again a dot a neighbour already holds.
+    pub(crate) async fn until_durable(&self, seq: u64) -> Result<(), ReplicaError> {
+        let Some(storage) = self.storage.clone() else {
+            return Ok(());
+        };
+        self.wake_committer();
+        let mut rx = self.committed.subscribe();
+        Committed::wait(&mut rx, seq).await?;
+        if !storage.durable_on_apply() {
+            tokio::task::spawn_blocking(move || storage.flush())
+                .await
+                .map_err(|e| ReplicaError::Actor(e.to_string()))??;
         }
+        Ok(())
     }
 
     /// One group commit: takes what changed under the lock, writes it outside. Returns false

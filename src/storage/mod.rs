@@ -151,6 +151,14 @@ pub trait Storage: Send + Sync {
     /// [`StorageError::CommitUncertain`] if the sync failed: the batches applied since the last
     /// successful sync may or may not survive a crash.
     fn flush(&self) -> Result<(), StorageError>;
+
+    /// True when a batch is durable as soon as [`apply`](Self::apply) returns (the default);
+    /// false for write-behind stores, which are durable only after [`flush`](Self::flush).
+    /// A replica flushes such a store before sending anything read from its state, so a crash
+    /// can never forget a write a neighbour already holds.
+    fn durable_on_apply(&self) -> bool {
+        true
+    }
 }
 
 impl<S: Storage + ?Sized> Storage for Arc<S> {
@@ -166,6 +174,9 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     fn flush(&self) -> Result<(), StorageError> {
         (**self).flush()
     }
+    fn durable_on_apply(&self) -> bool {
+        (**self).durable_on_apply()
+    }
 }
 
 impl<S: Storage + ?Sized> Storage for Box<S> {
@@ -180,6 +191,9 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
     }
     fn flush(&self) -> Result<(), StorageError> {
         (**self).flush()
+    }
+    fn durable_on_apply(&self) -> bool {
+        (**self).durable_on_apply()
     }
 }
 

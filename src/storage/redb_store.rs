@@ -69,7 +69,9 @@ pub enum Durability {
     /// one sync), never part of a batch, and never a batch before one that survived (the store
     /// comes back at a consistent earlier state, a prefix of the batches). After such a loss
     /// the replica is behind its peers and catches up through anti-entropy, but writes that
-    /// no peer had received yet are gone.
+    /// no peer had received yet are gone. (A replica flushes a write-behind store before it
+    /// sends anything, see [`Storage::durable_on_apply`], so no peer can hold a write the
+    /// store forgot: that would make the restarted replica reuse its dots.)
     WriteBehind {
         /// How often the background thread syncs. Must be non-zero.
         sync_interval: Duration,
@@ -245,6 +247,10 @@ impl std::fmt::Debug for RedbStorage {
 }
 
 impl Storage for RedbStorage {
+    fn durable_on_apply(&self) -> bool {
+        !self.shared.write_behind
+    }
+
     fn load(&self) -> Result<Option<Snapshot>, StorageError> {
         guarded(&self.shared.path, || self.load_unguarded())
     }
