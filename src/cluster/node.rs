@@ -313,12 +313,18 @@ impl Node {
             .cast(NodeServerMessage::UnsubscribeToEvents("herd".to_string()));
         events.abort();
         let server = &self.inner.server;
-        server
-            .stop_children_and_wait(Some("herd node shutdown".into()), Some(STOP_TIMEOUT))
-            .await;
+        // Stop the server before its children (listener, sessions): stopping the listener
+        // first makes the server log an error and respawn it. The server does not stop its
+        // children when it stops, so they are stopped afterwards.
+        let children = server.get_children();
         let _ = server
             .stop_and_wait(Some("herd node shutdown".into()), Some(STOP_TIMEOUT))
             .await;
+        for child in children {
+            let _ = child
+                .stop_and_wait(Some("herd node shutdown".into()), Some(STOP_TIMEOUT))
+                .await;
+        }
         tracing::info!(node = %self.inner.name, "node stopped");
     }
 }
