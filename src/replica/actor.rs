@@ -54,7 +54,16 @@ impl<C: MapView> Actor for ReplicaActor<C> {
             match message {
                 ReplicaMsg::Tick => core.sync.handle_tick(),
                 ReplicaMsg::Inbound { from, bytes } => {
-                    if let Err(error) = core.sync.handle_message(&from, &bytes) {
+                    let known = core.sync.crdt().as_causal().context().dot_count();
+                    let result = core.sync.handle_message(&from, &bytes);
+                    if shared.storage.is_some()
+                        && core.sync.crdt().as_causal().context().dot_count() != known
+                    {
+                        // The context grew (maybe without any key changing: seen ranges of a
+                        // repair): store it, so a restart does not ask for it again.
+                        core.touched();
+                    }
+                    if let Err(error) = result {
                         // Counted in the stats; the replica keeps serving.
                         tracing::warn!(replica = %shared.name, from = %from, %error, "refused a sync message");
                     }
