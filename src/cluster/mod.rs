@@ -70,6 +70,9 @@
 //! With [`NodeConfig::tls`] every session, inbound and outbound, uses TLS. ractor_cluster's
 //! transitive dialing does not, so a TLS node runs in *isolated* mode: it connects only to
 //! its seeds and to the nodes that dial it. List every node a node should reach in its seeds.
+//! A failed TLS handshake on an inbound connection (a peer without TLS, or with a certificate
+//! the acceptor does not trust) never becomes a ractor session: ractor_cluster logs it at
+//! `warn` and the accepting node counts nothing; the dialing node counts a refused session.
 //!
 //! # Not handled
 //!
@@ -80,6 +83,10 @@
 //!   lost silently. The replica protocol's acks and repair rounds cover this.
 //! - **Duplicate node names.** Two live nodes with one name make sessions flap; herd does not
 //!   detect it (a remote endpoint with this node's own name is ignored, nothing more).
+//! - **Stalled TLS handshakes.** ractor_cluster 0.16.5 runs each inbound TLS handshake inline
+//!   in its accept loop, with no timeout: one connection that opens a socket and sends
+//!   nothing stops a TLS node from accepting any other connection until it closes (its own
+//!   outbound dials still work).
 //! - **Access control** beyond the cookie: an authenticated peer may message any endpoint.
 //! - **Several nodes in one process.** ractor's registries are global to a process, so two
 //!   [`Node`]s in one process share pg groups and do not behave like two nodes.
