@@ -8,6 +8,8 @@
 //! against the CA, and all certificates carry the one cluster DNS name [`CLUSTER_NAME`] that
 //! outbound connections verify.
 
+mod group_events;
+use group_events::{free_port, members_are, message_is, wait_event};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -296,40 +298,6 @@ impl Drop for ChildNode {
 }
 
 /// Waits for the first event `pred` accepts.
-async fn wait_event(
-    rx: &mut mpsc::UnboundedReceiver<GroupEvent>,
-    what: &str,
-    pred: impl Fn(&GroupEvent) -> bool,
-) -> GroupEvent {
-    let wait = async {
-        while let Some(e) = rx.recv().await {
-            if pred(&e) {
-                return e;
-            }
-        }
-        panic!("event channel closed while waiting for {what}");
-    };
-    timeout(WAIT, wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-fn members_are(names: &[&str]) -> impl Fn(&GroupEvent) -> bool {
-    let want: BTreeSet<String> = names.iter().map(|s| s.to_string()).collect();
-    move |e| matches!(e, GroupEvent::Members(m) if *m == want)
-}
-
-fn message_is(from: &str, text: &str) -> impl Fn(&GroupEvent) -> bool {
-    let (from, text) = (from.to_string(), text.as_bytes().to_vec());
-    move |e| matches!(e, GroupEvent::Message { from: f, bytes } if *f == from && *bytes == text)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
 
 /// A (this process, TLS) and B (a child, TLS, seeded with A) join, see each other in a group
 /// and exchange messages both ways. Then two nodes that must not get in dial A and keep

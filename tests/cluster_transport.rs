@@ -4,6 +4,8 @@
 //! binary re-executes itself with `HERD_CLUSTER_CHILD` set, which makes `child_node_role` run
 //! a node and talk over stdout/stdin instead of returning at once.
 
+mod group_events;
+use group_events::{free_port, members_are, message_is, wait_event};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -179,34 +181,6 @@ impl Drop for ChildNode {
 }
 
 /// Waits for the first event `pred` accepts.
-async fn wait_event(
-    rx: &mut mpsc::UnboundedReceiver<GroupEvent>,
-    what: &str,
-    pred: impl Fn(&GroupEvent) -> bool,
-) -> GroupEvent {
-    let wait = async {
-        while let Some(e) = rx.recv().await {
-            if pred(&e) {
-                return e;
-            }
-        }
-        panic!("event channel closed while waiting for {what}");
-    };
-    timeout(WAIT, wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-fn members_are(names: &[&str]) -> impl Fn(&GroupEvent) -> bool {
-    let want: BTreeSet<String> = names.iter().map(|s| s.to_string()).collect();
-    move |e| matches!(e, GroupEvent::Members(m) if *m == want)
-}
-
-fn message_is(from: &str, text: &str) -> impl Fn(&GroupEvent) -> bool {
-    let (from, text) = (from.to_string(), text.as_bytes().to_vec());
-    move |e| matches!(e, GroupEvent::Message { from: f, bytes } if *f == from && *bytes == text)
-}
-
 /// Polls `cond` until it holds or the wait runs out.
 async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -217,13 +191,6 @@ async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// A (this process) and B (a child): membership, messages both ways, size limit, garbage
