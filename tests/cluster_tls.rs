@@ -297,8 +297,6 @@ impl Drop for ChildNode {
     }
 }
 
-/// Waits for the first event `pred` accepts.
-
 /// A (this process, TLS) and B (a child, TLS, seeded with A) join, see each other in a group
 /// and exchange messages both ways. Then two nodes that must not get in dial A and keep
 /// redialing it: C without TLS, and D with TLS but a certificate from another CA. Each is
