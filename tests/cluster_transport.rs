@@ -180,7 +180,6 @@ impl Drop for ChildNode {
     }
 }
 
-/// Waits for the first event `pred` accepts.
 /// Polls `cond` until it holds or the wait runs out.
 async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
