@@ -405,17 +405,23 @@ where
     /// [`ReplicaError::TooLarge`] (nothing applied) when the write could never fit a sync
     /// message; with [`Ack::Durable`](super::Ack::Durable) storage, a failed commit.
     pub async fn put(&self, key: K, value: V) -> Result<(), ReplicaError> {
-        let size = codec::encoded_len(&(&key, &value))?;
-        let limit = self.shared.max_sync_size;
-        if size + WRITE_OVERHEAD > limit {
-            return Err(ReplicaError::TooLarge { size, limit });
-        }
+        self.check_fits(&key, &value)?;
         let seq = {
             let mut core = self.shared.lock();
             let ts = core.hlc.now(wall_ms());
             self.put_locked(&mut core, ts, key, value)
         };
         self.shared.await_commit(seq).await
+    }
+
+    /// Refuses a write that could never fit one sync message.
+    fn check_fits(&self, key: &K, value: &V) -> Result<(), ReplicaError> {
+        let size = codec::encoded_len(&(key, value))?;
+        let limit = self.shared.max_sync_size;
+        if size + WRITE_OVERHEAD > limit {
+            return Err(ReplicaError::TooLarge { size, limit });
+        }
+        Ok(())
     }
 
     /// One put under the lock; returns its change number.
@@ -445,12 +451,8 @@ where
         entries: impl IntoIterator<Item = (K, V)>,
     ) -> Result<(), ReplicaError> {
         let entries: Vec<(K, V)> = entries.into_iter().collect();
-        let limit = self.shared.max_sync_size;
         for (key, value) in &entries {
-            let size = codec::encoded_len(&(key, value))?;
-            if size + WRITE_OVERHEAD > limit {
-                return Err(ReplicaError::TooLarge { size, limit });
-            }
+            self.check_fits(key, value)?;
         }
         let seq = {
             let mut core = self.shared.lock();

@@ -22,8 +22,12 @@ pub(crate) fn key_hash<K: Serialize>(key: &K) -> KeyHash {
     }
 }
 
-/// The digest of the entries of a key's dot store: [`entries_digest`] of its dots, without
-/// collecting them (the sum does not depend on their order).
+/// The digest of a key's entries (`None` when it has none): the wrapping sum of a hash of
+/// each entry's dot.
+///
+/// A dot names one write, and one write has one value, so hashing the dots alone identifies
+/// the entries without re-encoding their values: cheap to keep up to date on every join, and
+/// independent of the order entries are stored in (so the dots need not be collected).
 pub(crate) fn store_digest<S: crate::crdt::DotStore>(store: &S) -> Option<Digest> {
     let mut sum = 0u64;
     let mut any = false;
@@ -39,18 +43,6 @@ fn dot_hash(d: Dot) -> u64 {
     bytes[..8].copy_from_slice(&d.replica.as_u64().to_le_bytes());
     bytes[8..].copy_from_slice(&d.counter.to_le_bytes());
     xxh3_64(&bytes)
-}
-
-/// The digest of a key's entries: the wrapping sum of a hash of each entry's dot.
-///
-/// A dot names one write, and one write has one value, so hashing the dots alone identifies
-/// the entries without re-encoding their values: cheap to keep up to date on every join, and
-/// independent of the order entries are stored in.
-pub(crate) fn entries_digest(dots: &[Dot]) -> Digest {
-    Digest(
-        dots.iter()
-            .fold(0u64, |acc, &d| acc.wrapping_add(dot_hash(d))),
-    )
 }
 
 /// A hash of a causal context's encoding, for the idle heartbeat.

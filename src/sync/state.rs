@@ -1,4 +1,4 @@
-use super::keys::{context_hash, entries_digest, key_hash, store_digest};
+use super::keys::{context_hash, key_hash, store_digest};
 use super::message::Message;
 use super::{MapCrdt, SyncConfig, SyncError};
 use crate::codec;
@@ -607,11 +607,8 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     pub(super) fn rebuild_tree(&mut self) {
         let mut tree = MerkleTree::new(self.tree.shape()).unwrap_or_default();
         for (key, store) in self.crdt.as_causal().store().iter() {
-            let mut dots = Vec::new();
-            store.for_each_dot(&mut |d| dots.push(d));
-            if !dots.is_empty() {
-                dots.sort_unstable();
-                tree.insert(key_hash(key), entries_digest(&dots));
+            if let Some(digest) = store_digest(store) {
+                tree.insert(key_hash(key), digest);
             }
         }
         self.tree = tree;
