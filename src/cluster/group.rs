@@ -227,9 +227,7 @@ impl Group {
             return;
         }
         if let Some(reg) = self.registry.upgrade() {
-            reg.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&self.shared.group);
+            super::lock(&reg).remove(&self.shared.group);
         }
         let _ = self
             .endpoint

@@ -100,6 +100,12 @@ mod node;
 mod reconnect;
 mod sessions;
 
+/// Locks `m`, ignoring poison: the cluster's tables stay valid between statements, so a panic
+/// elsewhere while holding one must not turn every later call into a panic.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub use config::{
     DEFAULT_COOKIE, DEFAULT_MAX_MESSAGE_SIZE, MAX_NODE_NAME_LEN, NodeConfig, TlsConfig,
 };

@@ -1,9 +1,10 @@
 //! A cluster node: the ractor_cluster `NodeServer`, its session events, and the groups.
 
+use super::lock;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
@@ -92,10 +93,6 @@ impl std::fmt::Debug for Node {
             .field("listen_addr", &self.inner.listen_addr)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Node events, forwarded out of the NodeServer (its callbacks must not block).

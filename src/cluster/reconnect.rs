@@ -8,10 +8,11 @@
 //! the loop waits for the handshake (or for the session to close) before it counts an attempt
 //! as done.
 
+use super::lock;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::ActorRef;
@@ -84,10 +85,6 @@ pub(crate) struct Dialer {
     seed_of: Mutex<HashMap<String, String>>,
     /// Running loops, by address.
     loops: Mutex<HashMap<String, JoinHandle<()>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Dialer {

@@ -334,14 +334,12 @@ impl<C: MapView> Replica<C> {
     /// [`ReplicaError::StorageFailed`] if a commit failed.
     pub async fn flush(&self) -> Result<(), ReplicaError> {
         let seq = self.shared.lock().seq();
-        if self.shared.storage.is_none() {
-            return Ok(());
-        }
         self.shared.until_durable(seq).await
     }
 
     /// Stops the replica: its actor, then a last commit and flush of its storage. Other
-    /// clones of this handle stop working (writes still apply in memory but are not synced).
+    /// clones of this handle stop working: writes still apply in memory but are not synced,
+    /// and durable writes return an error.
     ///
     /// # Errors
     /// The last commit or flush failed.
