@@ -118,6 +118,10 @@ pub struct ReplicaStats {
     pub deltas_sent: u64,
     /// Keys sent by the repair path.
     pub repair_keys_sent: u64,
+    /// Keys too large for some neighbour's message limit (each counted once per neighbour).
+    pub entries_too_large_for_peer: u64,
+    /// Neighbours' notices of keys too large for this replica's message limit.
+    pub entries_too_large_here: u64,
     /// Deltas not yet acknowledged by every neighbour.
     pub buffered_deltas: usize,
     /// Messages the transport could not send (the protocol resends or repairs).
@@ -321,6 +325,8 @@ impl<C: MapView> Replica<C> {
             transport_bytes_received: transport.1,
             deltas_sent: s.deltas_sent,
             repair_keys_sent: s.repair_keys_sent,
+            entries_too_large_for_peer: s.entries_too_large_for_peer,
+            entries_too_large_here: s.entries_too_large_here,
             buffered_deltas: core.sync.buffered_deltas(),
             send_errors: self.shared.send_errors.load(Ordering::Relaxed),
             storage_commits: self.shared.commits.load(Ordering::Relaxed),

@@ -37,13 +37,14 @@
 mod config;
 mod keys;
 pub(crate) mod message;
+mod pack;
 mod repair;
 mod state;
 #[cfg(test)]
 mod tests;
 
 pub use config::SyncConfig;
-pub use state::{SyncEvent, SyncState, SyncStats, Transmit};
+pub use state::{SyncEvent, SyncState, SyncStats, SyncWarning, Transmit};
 
 use crate::crdt::{AwLwwMap, DotFun, DotMap, DotSet, DotStore, Embeddable, Lww, OrMap, OrSet};
 use serde::Serialize;
