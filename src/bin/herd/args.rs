@@ -16,13 +16,15 @@ pub(crate) struct NodeArgs {
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) cookie: Option<String>,
     pub(crate) sync_interval: Option<Duration>,
+    pub(crate) max_sync_size: Option<usize>,
     pub(crate) write_behind: bool,
 }
 
 /// Usage of `herd node`.
 pub(crate) const NODE_USAGE: &str = "\
 herd node --name <name> [--listen <ip:port>] [--seed <ip:port>]... [--data-dir <dir>]
-          [--cookie <cookie>] [--sync-interval-ms <ms>] [--write-behind]
+          [--cookie <cookie>] [--sync-interval-ms <ms>] [--max-sync-size <bytes>]
+          [--write-behind]
 
   --name              this node's name, unique in the cluster (required)
   --listen            address to listen on (default 127.0.0.1:0: a free port)
@@ -30,6 +32,7 @@ herd node --name <name> [--listen <ip:port>] [--seed <ip:port>]... [--data-dir <
   --data-dir          keep the replica on disk in <dir>/kv.redb (default: memory only)
   --cookie            the cluster's shared secret
   --sync-interval-ms  how often the replica syncs with its neighbours
+  --max-sync-size     the largest sync message the replica sends or accepts (default 1 MiB)
   --write-behind      acknowledge puts once applied in memory, write them to disk behind";
 
 /// Parses the arguments after `node`.
@@ -40,6 +43,7 @@ pub(crate) fn parse_node_args(args: &[String]) -> Result<NodeArgs, String> {
     let mut data_dir = None;
     let mut cookie = None;
     let mut sync_interval = None;
+    let mut max_sync_size = None;
     let mut write_behind = false;
 
     let mut iter = args.iter();
@@ -79,6 +83,13 @@ pub(crate) fn parse_node_args(args: &[String]) -> Result<NodeArgs, String> {
                 })?;
                 sync_interval = Some(Duration::from_millis(ms));
             }
+            "--max-sync-size" => {
+                let v = value()?;
+                let bytes: usize = v.parse().ok().filter(|&b| b >= 256).ok_or_else(|| {
+                    format!("--max-sync-size takes a number of bytes (at least 256), got `{v}`")
+                })?;
+                max_sync_size = Some(bytes);
+            }
             "--write-behind" if inline.is_none() => write_behind = true,
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -90,6 +101,7 @@ pub(crate) fn parse_node_args(args: &[String]) -> Result<NodeArgs, String> {
         data_dir,
         cookie,
         sync_interval,
+        max_sync_size,
         write_behind,
     })
 }
@@ -106,7 +118,8 @@ mod tests {
     fn parses_all_flags() {
         let parsed = parse_node_args(&args(
             "--name a --listen 127.0.0.1:4000 --seed 127.0.0.1:1 --seed=127.0.0.1:2 \
-             --data-dir /tmp/x --cookie secret --sync-interval-ms 20 --write-behind",
+             --data-dir /tmp/x --cookie secret --sync-interval-ms 20 --max-sync-size 2000 \
+             --write-behind",
         ))
         .unwrap();
         assert_eq!(
@@ -118,6 +131,7 @@ mod tests {
                 data_dir: Some("/tmp/x".into()),
                 cookie: Some("secret".into()),
                 sync_interval: Some(Duration::from_millis(20)),
+                max_sync_size: Some(2_000),
                 write_behind: true,
             }
         );
@@ -138,6 +152,7 @@ mod tests {
             "--name",
             "--name a --listen nowhere",
             "--name a --sync-interval-ms 0",
+            "--name a --max-sync-size 10",
             "--name a --bogus",
             "--name a extra",
         ] {

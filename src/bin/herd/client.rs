@@ -31,6 +31,8 @@ pub(crate) struct NodeSpec {
     pub(crate) cookie: Option<String>,
     /// `--sync-interval-ms`.
     pub(crate) sync_interval_ms: Option<u64>,
+    /// `--max-sync-size`.
+    pub(crate) max_sync_size: Option<usize>,
     /// `--write-behind`.
     pub(crate) write_behind: bool,
     /// Where the node's stderr (its logs) goes, appended across restarts; `None` discards it.
@@ -49,6 +51,7 @@ impl NodeSpec {
             data_dir: None,
             cookie: None,
             sync_interval_ms: None,
+            max_sync_size: None,
             write_behind: false,
             log_file: None,
             log_level: None,
@@ -76,6 +79,12 @@ impl NodeSpec {
     /// Sets `--sync-interval-ms`.
     pub(crate) fn sync_interval_ms(mut self, ms: u64) -> Self {
         self.sync_interval_ms = Some(ms);
+        self
+    }
+
+    /// Sets `--max-sync-size`.
+    pub(crate) fn max_sync_size(mut self, bytes: usize) -> Self {
+        self.max_sync_size = Some(bytes);
         self
     }
 
@@ -109,6 +118,10 @@ impl NodeSpec {
         if let Some(ms) = self.sync_interval_ms {
             args.push("--sync-interval-ms".to_owned());
             args.push(ms.to_string());
+        }
+        if let Some(bytes) = self.max_sync_size {
+            args.push("--max-sync-size".to_owned());
+            args.push(bytes.to_string());
         }
         if self.write_behind {
             args.push("--write-behind".to_owned());

@@ -128,6 +128,9 @@ async fn start(args: &NodeArgs) -> Result<(Node, Kv), String> {
     if let Some(interval) = args.sync_interval {
         options = options.sync_interval(interval);
     }
+    if let Some(bytes) = args.max_sync_size {
+        options = options.max_sync_size(bytes);
+    }
     if args.write_behind {
         options = options.ack(Ack::Applied);
     }
