@@ -468,9 +468,17 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     fn send_deltas(&mut self, peer: &P) {
         let limit = self.limit_for(peer);
         let (tick, resend_after) = (self.tick, self.config.resend_after_ticks);
+        let base = self.head - self.buffer.len() as u64;
         let Some(n) = self.neighbours.get_mut(peer) else {
             return;
         };
+        if n.acked < base {
+            // What it lacks left the buffer: the repair path takes it from here, and the
+            // digest that starts it may go out at once.
+            n.acked = base;
+            n.sent_upto = n.sent_upto.max(base);
+            n.forget_acked();
+        }
         if n.in_flight
             .front()
             .is_some_and(|f| tick.saturating_sub(f.tick) >= resend_after)
