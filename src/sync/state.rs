@@ -59,6 +59,8 @@ pub struct SyncStats {
     pub unsendable_messages: u64,
     /// Buffered deltas dropped before every neighbour acknowledged them (buffer full).
     pub dropped_deltas: u64,
+    /// Times unacknowledged delta messages were sent again (an acknowledgement overdue).
+    pub delta_resends: u64,
     /// Keys whose entries are too large for some neighbour's limit, each counted once per
     /// neighbour (and again if that neighbour's limit changes). They stay different there.
     pub entries_too_large_for_peer: u64,
@@ -102,9 +104,9 @@ pub(super) struct Buffered<K, S, P> {
 }
 
 /// What we know about one neighbour.
-/// Limit assumed for a neighbour that has not said its own (an old peer, or a `Hello` still
-/// on its way): conservative, and a neighbour that refuses a message for its size says its
-/// limit at once.
+/// Limit assumed for the repair path's messages to a neighbour that has not said its own (an
+/// old peer, or a `Hello` still on its way; deltas wait for the `Hello`): conservative, and a
+/// neighbour that refuses a message for its size says its limit at once.
 pub(super) const UNKNOWN_PEER_LIMIT: usize = 64 << 10;
 
 /// A message of deltas sent to a neighbour and not yet acknowledged.
@@ -292,12 +294,23 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     pub fn set_neighbours<I: IntoIterator<Item = P>>(&mut self, neighbours: I) {
         let wanted: BTreeMap<P, ()> = neighbours.into_iter().map(|p| (p, ())).collect();
         self.neighbours.retain(|p, _| wanted.contains_key(p));
+        let mut added = Vec::new();
         for p in wanted.into_keys() {
-            self.neighbours.entry(p).or_insert_with(|| Neighbour {
-                acked: self.head,
-                sent_upto: self.head,
-                ..Neighbour::default()
-            });
+            if !self.neighbours.contains_key(&p) {
+                self.neighbours.insert(
+                    p.clone(),
+                    Neighbour {
+                        acked: self.head,
+                        sent_upto: self.head,
+                        ..Neighbour::default()
+                    },
+                );
+                added.push(p);
+            }
+        }
+        // Say our limit at once: deltas to a neighbour wait until we know its limit.
+        for p in &added {
+            self.send_hello(p, false);
         }
         self.group_limit = self.smallest_limit() / 4;
         self.collect_garbage();
@@ -472,6 +485,11 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         let Some(n) = self.neighbours.get_mut(peer) else {
             return;
         };
+        if n.limit.is_none() {
+            // Its limit is not known yet (its `Hello` is on the way, or it is an old
+            // version): the deltas wait in the buffer, the repair path covers an old peer.
+            return;
+        }
         if n.acked < base {
             // What it lacks left the buffer: the repair path takes it from here, and the
             // digest that starts it may go out at once.
@@ -485,6 +503,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         {
             n.in_flight.clear();
             n.sent_upto = n.acked;
+            self.stats.delta_resends += 1;
         }
         loop {
             let Some(n) = self.neighbours.get(peer) else {
@@ -648,6 +667,8 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         if !reply {
             self.send_hello(from, true);
         }
+        // Deltas may have waited for this.
+        self.send_deltas(from);
     }
 
     pub(super) fn send_hello(&mut self, to: &P, reply: bool) {
@@ -665,11 +686,13 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         self.config.max_sync_size.min(theirs)
     }
 
-    /// The smallest limit among this replica and its neighbours.
+    /// The smallest limit among this replica and its neighbours; 0 while a neighbour has not
+    /// said its limit (then local writes are not grouped: a group formed now might not fit
+    /// the limit it is about to announce).
     fn smallest_limit(&self) -> usize {
         self.neighbours
             .values()
-            .map(|n| n.limit.unwrap_or(UNKNOWN_PEER_LIMIT))
+            .map(|n| n.limit.unwrap_or(0))
             .fold(self.config.max_sync_size, usize::min)
     }
 

@@ -125,6 +125,16 @@ fn a_message_over_the_limit_is_answered_with_the_limit() {
     };
     let mut small: SyncState<Map, u8> = SyncState::new(ReplicaId::new(1), 1, Map::new(), config);
     small.set_neighbours([2]);
+    // It greets a new neighbour with its limit at once.
+    let greeting = small.poll_transmit().expect("a hello");
+    let msg: Message<String, DotFun<Lww<Vec<u8>>>> = codec::decode(&greeting.bytes, 64).unwrap();
+    assert!(matches!(
+        msg,
+        Message::Hello {
+            limit: 1_000,
+            reply: false
+        }
+    ));
     let big = vec![0u8; 5_000];
     assert!(small.handle_message(&2, &big).is_err());
     let hello = small.poll_transmit().expect("an answer");
