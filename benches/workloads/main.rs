@@ -18,6 +18,7 @@
 
 mod cluster;
 mod limits;
+mod products;
 mod report;
 mod sync;
 
@@ -39,9 +40,11 @@ const WORKLOADS: &[Workload] = &[
     ("cluster-w4w5", cluster::w4w5),
     ("cluster-limits", limits::cluster_limits),
     ("sync-limits", sync::sync_limits),
+    ("products-agent", products::agent),
 ];
 
 fn main() {
+    products::run_role_if_child();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let run = report::selected(WORKLOADS, &args);
     if run.is_empty() {
