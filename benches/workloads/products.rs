@@ -3,9 +3,9 @@
 //! interval 20 ms).
 //!
 //! * `products-agent`: 1,000 updates of one field on node a, each awaited; for each, the time
-//!   from a's acknowledgement until b and c report it (p50, p99; goal p99 ≤ the sync interval
-//!   + 20 ms). Then all three nodes update different fields concurrently (300 updates each);
-//!   lost updates at the end, on every node (goal 0).
+//!   from a's acknowledgement until b and c report it (p50, p99; goal: p99 at most the sync
+//!   interval plus 20 ms). Then all three nodes update different fields concurrently (300
+//!   updates each); lost updates at the end, on every node (goal 0).
 
 #[path = "../../examples/distributed_config/node.rs"]
 #[allow(dead_code, unreachable_pub)]
