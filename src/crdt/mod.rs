@@ -65,6 +65,7 @@ pub use aw_lww_register::AwLwwRegister;
 pub use causal::{Causal, CausalError};
 pub use context::{CausalContext, ContextError};
 pub use counter::Counter;
+pub(crate) use counter::sum as counter_sum;
 pub use counters::{GCounter, PnCounter};
 pub use document::{Document, Node, Path, Segment};
 pub use dot::{Dot, ReplicaId};

@@ -36,16 +36,62 @@
 
 mod actor;
 mod cluster_glue;
+mod committer;
 mod error;
 mod handle;
+#[cfg(any(test, feature = "test-hooks"))]
+mod hooks;
+mod kv;
 mod options;
 mod persist;
 mod shared;
+mod stats;
+mod subscription;
 #[cfg(test)]
 mod tests;
+mod typed;
 mod view;
+mod views;
+
+use crate::crdt::{AwLwwMap, Counter, Document, MvRegister, OrMap, OrSet};
 
 pub use error::ReplicaError;
-pub use handle::{Fault, Kv, Replica, ReplicaStats};
-pub use options::{Ack, ReplicaOptions};
+pub use handle::Replica;
+#[cfg(any(test, feature = "test-hooks"))]
+pub use hooks::Fault;
+pub use options::{Ack, ReplicaOptions, WriteConcern};
+pub use stats::ReplicaStats;
+pub use subscription::{Snapshot, Subscription, Update};
 pub use view::{Diff, MapView};
+pub use views::{ReplicaKey, ReplicaValue, Visible};
+
+/// The string-to-string map replica: the type of the quick start and of the node program, and
+/// the one to reach for when keys and values are text (configuration, feature flags). For
+/// other key or value types, use `Replica<AwLwwMap<K, V>>` directly: every method is the same.
+pub type Kv = Replica<AwLwwMap<String, String>>;
+
+/// A replicated add-wins set.
+pub type SetReplica<T> = Replica<OrSet<T>>;
+
+/// A replicated map of counters (one key for a single counter).
+pub type CounterMap<K> = Replica<OrMap<K, Counter>>;
+
+/// A replicated map of multi-value registers: concurrent writes are all kept and shown.
+pub type MvMap<K, V> = Replica<OrMap<K, MvRegister<V>>>;
+
+/// A replicated nested document: one last-writer-wins register per leaf.
+pub type DocReplica<V> = Replica<Document<V>>;
+
+/// Compile-time checks that handles can cross threads and tasks.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Kv>();
+    send_sync::<SetReplica<String>>();
+    send_sync::<CounterMap<String>>();
+    send_sync::<MvMap<String, String>>();
+    send_sync::<DocReplica<String>>();
+    send_sync::<ReplicaOptions>();
+    send_sync::<ReplicaError>();
+    const fn send<T: Send>() {}
+    send::<Subscription<AwLwwMap<String, String>>>();
+};

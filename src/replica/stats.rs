@@ -1,0 +1,124 @@
+//! [`ReplicaStats`]: a replica's counters, also published through the `metrics` facade.
+
+use super::shared::Shared;
+use super::view::MapView;
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+
+/// Counters and figures of a replica.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ReplicaStats {
+    /// The replica's name.
+    pub name: String,
+    /// Its id.
+    pub replica_id: u64,
+    /// Keys present.
+    pub keys: usize,
+    /// The Merkle root: equal roots mean equal states.
+    pub root: u64,
+    /// Current neighbours (node names).
+    pub neighbours: Vec<String>,
+    /// Sync bytes sent (payloads, before the cluster envelope).
+    pub bytes_sent: u64,
+    /// Sync bytes received.
+    pub bytes_received: u64,
+    /// Sync messages sent.
+    pub messages_sent: u64,
+    /// Sync messages received and accepted.
+    pub messages_received: u64,
+    /// Sync messages refused (malformed, oversized, future version, not from a neighbour).
+    pub rejected_messages: u64,
+    /// Frames refused by the cluster layer before reaching the replica (bad envelope).
+    pub frames_rejected: u64,
+    /// Bytes handed to the transport, the cluster's envelope included (not ractor's own
+    /// framing or TCP headers).
+    pub transport_bytes_sent: u64,
+    /// Bytes received through the transport, envelope included.
+    pub transport_bytes_received: u64,
+    /// Deltas sent.
+    pub deltas_sent: u64,
+    /// Keys sent by the repair path.
+    pub repair_keys_sent: u64,
+    /// Deltas not yet acknowledged by every neighbour.
+    pub buffered_deltas: usize,
+    /// Messages the transport could not send (the protocol resends or repairs).
+    pub send_errors: u64,
+    /// Storage commits (each one atomic batch; one fsync with durable storage).
+    pub storage_commits: u64,
+}
+
+impl<C: MapView> Shared<C> {
+    /// The counters now.
+    pub(crate) fn stats(&self) -> ReplicaStats {
+        let transport = self.outbox.get().map_or((0, 0), |o| o.transport_bytes());
+        let frames_rejected = self.outbox.get().map_or(0, |o| o.frames_rejected());
+        let core = self.lock();
+        let s = core.sync.stats();
+        ReplicaStats {
+            name: self.name.clone(),
+            replica_id: self.id.as_u64(),
+            keys: core.sync.crdt().as_causal().store().key_count(),
+            root: core.sync.root().0,
+            neighbours: core.sync.neighbours().cloned().collect(),
+            bytes_sent: s.bytes_sent,
+            bytes_received: s.bytes_received,
+            messages_sent: s.messages_sent,
+            messages_received: s.messages_received,
+            rejected_messages: s.rejected_messages,
+            frames_rejected,
+            transport_bytes_sent: transport.0,
+            transport_bytes_received: transport.1,
+            deltas_sent: s.deltas_sent,
+            repair_keys_sent: s.repair_keys_sent,
+            buffered_deltas: core.sync.buffered_deltas(),
+            send_errors: self.send_errors.load(Ordering::Relaxed),
+            storage_commits: self.commits.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl ReplicaStats {
+    /// Publishes the counters through the [`metrics`] facade, labelled with the replica's
+    /// name: counters `herd_replica_*_total` and gauges `herd_replica_keys`,
+    /// `herd_replica_neighbours` and `herd_replica_buffered_deltas`. Without a recorder
+    /// installed by the application (a Prometheus or OpenTelemetry exporter) this does
+    /// nothing. The replica calls it every sync interval.
+    pub fn publish_metrics(&self) {
+        let name = self.name.clone();
+        let counters: [(&'static str, u64); 12] = [
+            ("herd_replica_bytes_sent_total", self.bytes_sent),
+            ("herd_replica_bytes_received_total", self.bytes_received),
+            ("herd_replica_messages_sent_total", self.messages_sent),
+            (
+                "herd_replica_messages_received_total",
+                self.messages_received,
+            ),
+            (
+                "herd_replica_rejected_messages_total",
+                self.rejected_messages,
+            ),
+            ("herd_replica_frames_rejected_total", self.frames_rejected),
+            (
+                "herd_replica_transport_bytes_sent_total",
+                self.transport_bytes_sent,
+            ),
+            (
+                "herd_replica_transport_bytes_received_total",
+                self.transport_bytes_received,
+            ),
+            ("herd_replica_deltas_sent_total", self.deltas_sent),
+            ("herd_replica_repair_keys_sent_total", self.repair_keys_sent),
+            ("herd_replica_send_errors_total", self.send_errors),
+            ("herd_replica_storage_commits_total", self.storage_commits),
+        ];
+        for (metric, value) in counters {
+            metrics::counter!(metric, "replica" => name.clone()).absolute(value);
+        }
+        metrics::gauge!("herd_replica_keys", "replica" => name.clone()).set(self.keys as f64);
+        metrics::gauge!("herd_replica_neighbours", "replica" => name.clone())
+            .set(self.neighbours.len() as f64);
+        metrics::gauge!("herd_replica_buffered_deltas", "replica" => name)
+            .set(self.buffered_deltas as f64);
+    }
+}
