@@ -12,6 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::{Instant, timeout};
 
+mod lifecycle;
+mod subscriptions;
+mod typed;
+
 const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Delivers to another replica's actor as if from node `from`.
@@ -55,16 +59,26 @@ fn options(name: &str) -> ReplicaOptions {
 
 /// Two replicas "a" and "b" wired to each other as neighbours.
 async fn pair() -> (Kv, Kv) {
-    let a = Kv::start_local(options("kv")).await.unwrap();
-    let b = Kv::start_local(options("kv")).await.unwrap();
-    for (me, other, name, other_name) in [(&a, &b, "a", "b"), (&b, &a, "b", "a")] {
+    pair_of().await
+}
+
+/// Two replicas of any type, "a" and "b", wired to each other as neighbours.
+async fn pair_of<C: MapView>() -> (Replica<C>, Replica<C>) {
+    let a = Replica::start_local(options("kv")).await.unwrap();
+    let b = Replica::start_local(options("kv")).await.unwrap();
+    wire_pair(&a, &b);
+    (a, b)
+}
+
+/// Makes `a` and `b` neighbours of each other (as nodes "a" and "b").
+fn wire_pair<C: MapView>(a: &Replica<C>, b: &Replica<C>) {
+    for (me, other, name, other_name) in [(a, b, "a", "b"), (b, a, "b", "a")] {
         me.attach(Arc::new(Loop {
             from: name.into(),
             to: Mutex::new(Some(other.actor_ref().clone())),
         }));
         me.set_neighbours([other_name.to_string()]);
     }
-    (a, b)
 }
 
 async fn until(what: &str, mut cond: impl FnMut() -> bool) {
