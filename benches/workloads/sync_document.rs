@@ -13,11 +13,13 @@ type Doc = Document<String>;
 
 const DOCS: usize = 100;
 const FIELDS: usize = 50;
-/// 50 fields of this many bytes, with their names: about 1 KB encoded.
-const VALUE_LEN: usize = 12;
+/// 50 fields of this many bytes, with their names and stamps: about 1.2 KB encoded.
+const VALUE_LEN: usize = 4;
 
 fn field(doc: usize, f: usize) -> Path {
-    Path::new().field(format!("doc{doc}")).field(format!("field_{f:02}"))
+    Path::new()
+        .field(format!("doc{doc}"))
+        .field(format!("field_{f:02}"))
 }
 
 fn pair<C: MapCrdt + Clone>(state: &C) -> (SyncState<C, u8>, SyncState<C, u8>) {
@@ -89,22 +91,56 @@ pub(crate) fn sync_document(r: &mut Report) {
     let value = "w".repeat(VALUE_LEN);
     let ts: Timestamp = clock.now(1_000_000);
     a.mutate(|d, id| d.set(id, ts, &path, value.clone()));
-    let bytes = drive(&mut a, &mut b) as f64;
+    // The delta path's message: the first thing `a` sends after the change.
+    a.handle_tick();
+    let message = a.poll_transmit().expect("a delta message");
+    let message_bytes = message.bytes.len() as f64;
+    b.handle_message(&0, &message.bytes).expect("accepted");
+    while let Some(t) = b.poll_transmit() {
+        let _ = a.handle_message(&1, &t.bytes);
+    }
+    let bytes = message_bytes + drive(&mut a, &mut b) as f64;
     assert_eq!(b.crdt().get(&path), Some(&value));
     // The field as stored: its path and its register (dot, timestamp, value).
     let node = a.crdt().node(&path).expect("the field");
     let encoded_field = codec::encoded_len(&(&path, node)).expect("encodes") as f64;
     r.record("document_field_bytes", encoded_field, "bytes", None);
     r.record(
-        "document_one_field_delta_path_bytes",
-        bytes,
+        "document_one_field_delta_message_bytes",
+        message_bytes,
         "bytes",
-        Some(1.5 * encoded_field),
+        Some(encoded_field),
     );
     r.record(
-        "document_one_field_vs_whole_document",
+        "document_one_field_until_converged_bytes",
         bytes,
         "bytes",
         Some(doc_bytes),
     );
+    r.record(
+        "flat_map_one_key_delta_message_bytes",
+        flat_map_message(&mut clock),
+        "bytes",
+        Some(encoded_field),
+    );
+}
+
+/// The same change in a flat map (`"doc7.field_23"` as one key): the floor a nested document
+/// is compared with.
+fn flat_map_message(clock: &mut Hlc) -> f64 {
+    let mut map = herd::crdt::AwLwwMap::<String, String>::new();
+    let writer = ReplicaId::new(0xbeef);
+    for f in 0..FIELDS {
+        map.put(
+            writer,
+            clock.now(f as u64),
+            format!("doc7.field_{f:02}"),
+            "v".repeat(VALUE_LEN),
+        );
+    }
+    let (mut a, _b) = pair(&map);
+    let ts = clock.now(2_000_000);
+    a.mutate(|m, id| m.put(id, ts, "doc7.field_23".to_string(), "w".repeat(VALUE_LEN)));
+    a.handle_tick();
+    a.poll_transmit().expect("a delta message").bytes.len() as f64
 }
