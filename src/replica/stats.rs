@@ -122,3 +122,93 @@ impl ReplicaStats {
             .set(self.buffered_deltas as f64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics::{
+        Counter, CounterFn, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, Recorder,
+        SharedString, Unit,
+    };
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    /// Remembers the last value of every counter and gauge, by name and labels.
+    #[derive(Default)]
+    struct Remember(Arc<Mutex<BTreeMap<String, f64>>>);
+
+    struct Slot(String, Arc<Mutex<BTreeMap<String, f64>>>);
+
+    impl CounterFn for Slot {
+        fn increment(&self, value: u64) {
+            *self.1.lock().unwrap().entry(self.0.clone()).or_default() += value as f64;
+        }
+        fn absolute(&self, value: u64) {
+            self.1.lock().unwrap().insert(self.0.clone(), value as f64);
+        }
+    }
+
+    impl GaugeFn for Slot {
+        fn increment(&self, value: f64) {
+            *self.1.lock().unwrap().entry(self.0.clone()).or_default() += value;
+        }
+        fn decrement(&self, value: f64) {
+            *self.1.lock().unwrap().entry(self.0.clone()).or_default() -= value;
+        }
+        fn set(&self, value: f64) {
+            self.1.lock().unwrap().insert(self.0.clone(), value);
+        }
+    }
+
+    impl Remember {
+        fn slot(&self, key: &Key) -> Arc<Slot> {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            Arc::new(Slot(name, self.0.clone()))
+        }
+    }
+
+    impl Recorder for Remember {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(self.slot(key))
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(self.slot(key))
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn the_counters_reach_the_applications_recorder_labelled_by_replica() {
+        let stats = ReplicaStats {
+            name: "config".into(),
+            keys: 3,
+            bytes_sent: 1234,
+            rejected_messages: 2,
+            neighbours: vec!["b".into(), "c".into()],
+            ..ReplicaStats::default()
+        };
+        let recorder = Remember::default();
+        metrics::with_local_recorder(&recorder, || stats.publish_metrics());
+        let seen = recorder.0.lock().unwrap().clone();
+        assert_eq!(
+            seen["herd_replica_bytes_sent_total{replica=config}"],
+            1234.0
+        );
+        assert_eq!(
+            seen["herd_replica_rejected_messages_total{replica=config}"],
+            2.0
+        );
+        assert_eq!(seen["herd_replica_keys{replica=config}"], 3.0);
+        assert_eq!(seen["herd_replica_neighbours{replica=config}"], 2.0);
+        assert_eq!(seen.len(), 15, "{seen:?}");
+    }
+}
