@@ -67,6 +67,10 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+#[doc = include_str!("../book/src/replicas.md")]
+#[cfg(doctest)]
+pub struct BookReplicasDoctests;
+
 pub mod clock;
 pub mod cluster;
 pub mod codec;
