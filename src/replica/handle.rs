@@ -376,7 +376,9 @@ impl<C: MapView> Replica<C> {
 
     /// Waits until the neighbours acknowledged every write made on this replica so far, as
     /// `concern` asks (all of them, or a majority of the group), or its timeout passes. Only
-    /// the neighbours at the time of the call count.
+    /// the neighbours at the time of the call count. The acknowledgement is the delta path's:
+    /// a delta that path gave up on (too large for one message, or dropped from a full
+    /// buffer) counts as delivered and reaches the neighbour later, by the repair path.
     ///
     /// # Errors
     /// [`ReplicaError::NotAcknowledged`] at the timeout: the writes are applied locally and
