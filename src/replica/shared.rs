@@ -4,9 +4,9 @@
 //! Every call could go through the actor's mailbox, as DeltaCrdt's do through its GenServer.
 //! A mailbox round trip costs two cross-task wake-ups (measured: `notes/runtime.md`, "Lock,
 //! not mailbox"), several times the cost of the write itself, and every reader would queue
-//! behind every sync message. So reads and writes take a short, uncontended-in-practice mutex around the
-//! state instead; the actor only moves time (ticks) and bytes (neighbour messages) into it,
-//! and the committer thread moves changes out to storage. Nothing slow happens under the lock:
+//! behind every sync message. So reads and writes take a short, uncontended-in-practice mutex
+//! around the state instead; the actor only moves time (ticks) and bytes (neighbour messages)
+//! into it, and the committer thread moves changes out to storage. Nothing slow happens under the lock:
 //! no I/O, no fsync, no network send (messages are encoded under it, sent after).
 
 use super::options::WriteConcern;

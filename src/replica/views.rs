@@ -3,12 +3,13 @@
 use super::view::MapView;
 use crate::clock::Timestamp;
 use crate::crdt::{
-    AwLwwMap, AwLwwRegister, Counter, Document, DotFun, DotSet, Embeddable, Lww, MvRegister, Node,
-    OrMap, OrSet, Path, Segment,
+    AwLwwMap, AwLwwRegister, Counter, Document, DotFun, DotMap, DotSet, Embeddable, EwFlag, Lww,
+    MvRegister, Node, OrMap, OrSet, Path, Segment,
 };
 use crate::sync::MapCrdt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::HashSet;
 use std::fmt::Debug;
 use std::hash::Hash;
 
@@ -70,6 +71,24 @@ impl Visible for Counter {
     type View = i64;
     fn visible(store: &DotFun<i64>) -> Option<i64> {
         (!store.is_empty()).then(|| crate::crdt::counter_sum(store))
+    }
+}
+
+impl<T: ReplicaKey> Visible for OrSet<T> {
+    /// The elements (a set, so that the order entries happen to be stored in never shows as
+    /// a change).
+    type View = HashSet<T>;
+    fn visible(store: &DotMap<T, DotSet>) -> Option<HashSet<T>> {
+        let elements: HashSet<T> = store.present_keys().cloned().collect();
+        (!elements.is_empty()).then_some(elements)
+    }
+}
+
+impl Visible for EwFlag {
+    /// Present only while enabled.
+    type View = ();
+    fn visible(store: &DotSet) -> Option<()> {
+        (!store.is_empty()).then_some(())
     }
 }
 

@@ -204,3 +204,44 @@ async fn mutate_reports_exact_diffs_for_every_key_it_touches() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_map_of_sets_reports_each_key_as_its_set_of_elements() {
+    use std::collections::HashSet;
+    let rooms = Replica::<OrMap<String, OrSet<String>>>::start_local(options("kv"))
+        .await
+        .unwrap();
+    let mut diffs = rooms.subscribe();
+    for who in ["alice", "bob"] {
+        rooms
+            .mutate(|m, id, _| m.update(s("lobby"), |set| set.add(id, s(who))))
+            .await
+            .unwrap();
+    }
+    rooms
+        .mutate(|m, _, _| m.update(s("lobby"), |set| set.remove("alice")))
+        .await
+        .unwrap();
+    let set = |names: &[&str]| names.iter().map(|n| s(n)).collect::<HashSet<_>>();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.extend(next_diffs(&mut diffs).await);
+    }
+    assert_eq!(
+        got,
+        vec![
+            Diff::Added {
+                key: s("lobby"),
+                value: set(&["alice"])
+            },
+            Diff::Updated {
+                key: s("lobby"),
+                value: set(&["alice", "bob"])
+            },
+            Diff::Updated {
+                key: s("lobby"),
+                value: set(&["bob"])
+            },
+        ]
+    );
+}
