@@ -11,7 +11,7 @@
 //! | [`OrMap<K, Counter>`](crate::crdt::Counter) | [`CounterMap<K>`] | `increment`, `decrement`, `value`, `reset`, `to_map` | the sum of every replica's running total; a reset removes what it saw | the key, with the sum |
 //! | [`OrMap<K, MvRegister<V>>`](crate::crdt::MvRegister) | [`MvMap<K, V>`] | `write`, `values`, `remove` | a write replaces what it saw; concurrent writes are all kept | the key, with every value |
 //! | [`Document<V>`](crate::crdt::Document) | [`DocReplica<V>`] | `set`, `get`, `remove`, `leaves` (at a [`Path`](crate::crdt::Path)) | per leaf last-writer-wins; a removed field stays removed unless a concurrent write re-adds it | the leaf's path |
-//! | any [`OrMap<K, C>`](crate::crdt::OrMap) with `C:` [`Visible`] ([`AwLwwRegister`](crate::crdt::AwLwwRegister), [`OrSet`](crate::crdt::OrSet), [`EwFlag`](crate::crdt::EwFlag), and the above) | — | `mutate`, `read` | `C`'s | the key |
+//! | any [`OrMap<K, C>`](crate::crdt::OrMap) with `C:` [`Visible`] ([`AwLwwRegister`](crate::crdt::AwLwwRegister), [`OrSet`], [`EwFlag`](crate::crdt::EwFlag), and the above) | — | `mutate`, `read` | `C`'s | the key |
 //!
 //! Every replica also has [`mutate`](Replica::mutate) (any mutator, exact diffs),
 //! [`read`](Replica::read), [`subscribe`](Replica::subscribe) and
