@@ -1,6 +1,7 @@
 //! A replica's life: its actor dying, its supervisor, its last handle dropped, its name and
 //! storage, and writes that wait for the neighbours.
 
+use super::super::actor::ReplicaMsg;
 use super::*;
 use crate::storage::{RedbConfig, RedbStorage};
 use ractor::{Actor, ActorProcessingErr, ActorStatus, SupervisionEvent};
@@ -192,5 +193,75 @@ async fn an_unacknowledged_write_times_out_with_a_typed_error_and_stays_applied(
         a.get("k").as_deref(),
         Some("v"),
         "applied locally all the same"
+    );
+}
+
+/// Delivers to the actor of the named neighbour, and nowhere for other names.
+struct Router {
+    from: String,
+    to: Vec<(String, ractor::ActorRef<ReplicaMsg>)>,
+}
+
+impl Outbox for Router {
+    fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), ClusterError> {
+        let Some((_, actor)) = self.to.iter().find(|(name, _)| name == to) else {
+            return Ok(()); // lost on the way
+        };
+        let from = self.from.clone();
+        actor
+            .cast(ReplicaMsg::Inbound { from, bytes })
+            .map_err(|e| ClusterError::Send {
+                node: to.to_string(),
+                reason: e.to_string(),
+            })
+    }
+    fn send_unframed(&self, to: &str, bytes: Vec<u8>) -> Result<(), ClusterError> {
+        self.send(to, bytes)
+    }
+    fn frames_rejected(&self) -> u64 {
+        0
+    }
+    fn transport_bytes(&self) -> (u64, u64) {
+        (0, 0)
+    }
+    fn close(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async {})
+    }
+}
+
+/// With two neighbours, one of which never answers: a majority of the three nodes is this one
+/// and the other, so a majority write succeeds and an all write times out.
+#[tokio::test]
+async fn a_majority_needs_half_the_neighbours_and_all_needs_every_one() {
+    let a = Kv::start_local(options("kv")).await.unwrap();
+    let b = Kv::start_local(options("kv")).await.unwrap();
+    a.attach(Arc::new(Router {
+        from: "a".into(),
+        to: vec![(s("b"), b.actor_ref().clone())],
+    }));
+    b.attach(Arc::new(Router {
+        from: "b".into(),
+        to: vec![(s("a"), a.actor_ref().clone())],
+    }));
+    a.set_neighbours([s("b"), s("silent")]);
+    b.set_neighbours([s("a")]);
+    a.put("k", "v").await.unwrap();
+    a.until_replicated(WriteConcern::Majority(DEADLINE))
+        .await
+        .unwrap();
+    assert_eq!(b.get("k").as_deref(), Some("v"));
+    let r = a
+        .until_replicated(WriteConcern::All(Duration::from_millis(100)))
+        .await;
+    assert!(
+        matches!(
+            r,
+            Err(ReplicaError::NotAcknowledged {
+                acknowledged: 1,
+                required: 2,
+                ..
+            })
+        ),
+        "{r:?}"
     );
 }
