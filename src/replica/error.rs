@@ -48,6 +48,15 @@ pub enum ReplicaError {
         /// The node's `max_message_size`.
         max_message_size: usize,
     },
+    /// The replica's `max_sync_size` is below the smallest that can carry a write and the
+    /// protocol's messages. Nothing was started.
+    #[error("max_sync_size ({max_sync_size} bytes) is below the minimum of {min} bytes")]
+    SyncSizeTooSmall {
+        /// The replica's `max_sync_size`.
+        max_sync_size: usize,
+        /// The smallest accepted.
+        min: usize,
+    },
     /// The storage given belongs to a replica of another name. Nothing was started.
     #[error("storage of replica {storage:?} given to replica {replica:?}")]
     NameMismatch {

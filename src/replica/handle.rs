@@ -23,6 +23,10 @@ use tokio::time::Instant;
 /// a replica always fits one sync message.
 const WRITE_OVERHEAD: usize = 256;
 
+/// The smallest `max_sync_size` a replica starts with: room for the framing of a write and
+/// for the protocol's own messages (digests, acknowledgements, Merkle descent steps).
+pub(crate) const MIN_SYNC_SIZE: usize = 1024;
+
 /// A replica of one named CRDT: the handle to its actor and its state. Cheap to clone; all
 /// clones are the same replica.
 ///
@@ -126,13 +130,20 @@ impl<C: MapView> Replica<C> {
     /// [`ReplicaError::Storage`], [`ReplicaError::CorruptState`] or
     /// [`ReplicaError::InconsistentState`] when the store cannot be opened or read (nothing is
     /// overwritten); [`ReplicaError::NameMismatch`] when the store was opened for another
-    /// replica; [`ReplicaError::Spawn`] or [`ReplicaError::Thread`] when the actor or the
-    /// committer cannot start.
+    /// replica; [`ReplicaError::SyncSizeTooSmall`] for a `max_sync_size` under 1 KiB;
+    /// [`ReplicaError::Spawn`] or [`ReplicaError::Thread`] when the actor or the committer
+    /// cannot start.
     ///
     /// # Cancel safety
     /// Not cancel safe: cancelled after the store was opened, the replica is not started but
     /// a fresh store may have been given its id.
     pub async fn start_local(options: ReplicaOptions) -> Result<Self, ReplicaError> {
+        if options.max_sync_size < MIN_SYNC_SIZE {
+            return Err(ReplicaError::SyncSizeTooSmall {
+                max_sync_size: options.max_sync_size,
+                min: MIN_SYNC_SIZE,
+            });
+        }
         let storage = open_storage(&options).await?;
         let (loaded, storage) = match storage {
             None => (None, None),

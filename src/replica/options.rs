@@ -64,8 +64,10 @@ pub struct ReplicaOptions {
     /// lowers convergence latency and raises idle traffic (one 16-byte digest per neighbour per
     /// interval when converged).
     pub sync_interval: Duration,
-    /// The largest sync message, in bytes. Default 1 MiB. A larger divergence is repaired in
-    /// several messages; a single write larger than this is refused.
+    /// The largest sync message, in bytes. Default 1 MiB, at least 1 KiB. A larger
+    /// divergence is repaired in several messages; a single write larger than this is
+    /// refused. With [`Replica::start`](super::Replica::start) it must not exceed the node's
+    /// `max_message_size`.
     pub max_sync_size: usize,
     /// Where the state lives across restarts; `None` (the default) keeps it in memory only, like
     /// DeltaCrdt. Use [`RedbStorage`](crate::storage::RedbStorage) for the durable default.

@@ -265,3 +265,18 @@ async fn a_majority_needs_half_the_neighbours_and_all_needs_every_one() {
         "{r:?}"
     );
 }
+
+#[tokio::test]
+async fn a_sync_size_too_small_for_any_write_is_refused_at_start() {
+    let r = Kv::start_local(options("kv").max_sync_size(100)).await;
+    assert!(
+        matches!(
+            r,
+            Err(ReplicaError::SyncSizeTooSmall {
+                max_sync_size: 100,
+                min: 1024
+            })
+        ),
+        "{r:?}"
+    );
+}
