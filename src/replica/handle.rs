@@ -436,7 +436,8 @@ impl<C: MapView> Replica<C> {
 
     /// Stops the replica: leaves the cluster group, stops its actor, then makes a last
     /// commit and flush of its storage and waits for them. Other clones of this handle stop
-    /// working: writes fail with [`ReplicaError::Stopped`].
+    /// working: writes fail with [`ReplicaError::Stopped`]. Once it returns, and no other
+    /// clone is left, the storage is released (a redb file can be opened again).
     ///
     /// # Errors
     /// The last commit or flush failed.
@@ -446,8 +447,14 @@ impl<C: MapView> Replica<C> {
     pub async fn stop(self) -> Result<(), ReplicaError> {
         self.shared.close_outbox().await;
         self.shared.stopping.store(true, Ordering::SeqCst);
-        self.actor.stop(None);
         self.shared.wake_committer();
+        // Waiting for the actor to end releases its hold on the state (and on the storage
+        // file, so the replica can be started again on it). An actor already gone returns at
+        // once; one stuck longer than this is left to finish in the background.
+        let _ = self
+            .actor
+            .stop_and_wait(None, Some(std::time::Duration::from_secs(10)))
+            .await;
         let committer = self
             .owner
             .committer
