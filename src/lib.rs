@@ -21,6 +21,33 @@
 //! products (Agent, Presence, Registry, DynamicSupervisor) come next.
 //!
 //! ## A first example
+//! A replica of a string map and a subscription to its changes. Started with
+//! [`Replica::start`](replica::Replica::start) on a [`cluster::Node`] instead, it finds its
+//! neighbours (the nodes running a replica of the same name) by itself. See
+//! [`replica`] for the replicable types (sets, counters, registers, documents).
+//! ```
+//! use herd::replica::{Diff, Kv, ReplicaOptions, Update};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), herd::replica::ReplicaError> {
+//! let config = Kv::start_local(ReplicaOptions::new("config")).await?;
+//! let (state, mut updates) = config.subscribe_with_snapshot();
+//! assert!(state.is_empty());
+//! config.put("max_conns", "512").await?; // applied locally; neighbours get it next tick
+//! assert_eq!(config.get("max_conns").as_deref(), Some("512"));
+//! assert_eq!(
+//!     updates.recv().await,
+//!     Some(Update::Diffs(vec![Diff::Added {
+//!         key: "max_conns".to_string(),
+//!         value: "512".to_string(),
+//!     }]))
+//! );
+//! config.stop().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The CRDTs underneath are plain data, usable without any runtime:
 //! ```
 //! use herd::clock::Hlc;
 //! use herd::crdt::{AwLwwMap, Crdt, ReplicaId};
@@ -39,6 +66,10 @@
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+#[doc = include_str!("../book/src/replicas.md")]
+#[cfg(doctest)]
+pub struct BookReplicasDoctests;
 
 pub mod agent;
 pub mod clock;

@@ -158,7 +158,7 @@ async fn tls_child_node_role() {
                         s.sessions_opened,
                         s.sessions_authenticated,
                         s.sessions_refused,
-                        node.members().await.join(","),
+                        node.members().join(","),
                     );
                 }
                 Some(_) => {}
@@ -340,7 +340,7 @@ async fn tls_nodes_join_and_plain_or_untrusted_nodes_are_refused() {
     b.expect("READY").await;
     wait_event(&mut events, "b joins", members_are(&["b"])).await;
     b.expect("MEMBERS [a]").await;
-    assert_eq!(a.members().await, ["b"]);
+    assert_eq!(a.members(), ["b"]);
     group.send("b", b"ping".to_vec()).expect("send ping");
     b.expect("MSG from=a text=ping").await;
     wait_event(&mut events, "echo of ping", message_is("b", "echo:ping")).await;
@@ -376,7 +376,7 @@ async fn tls_nodes_join_and_plain_or_untrusted_nodes_are_refused() {
         a_after.sessions_authenticated, a_before.sessions_authenticated,
         "{a_after:?}"
     );
-    assert_eq!(a.members().await, ["b"]);
+    assert_eq!(a.members(), ["b"]);
     assert_eq!(group.members(), BTreeSet::from(["b".to_string()]));
     // B's session was never disturbed, and it still works.
     assert_eq!(a_after.disconnects, 0, "{a_after:?}");

@@ -224,7 +224,7 @@ async fn two_processes_join_send_receive_reconnect() {
     let mut b = ChildNode::spawn("b", &b_addr, None, None);
     b.expect("READY").await;
     wait_event(&mut events, "b joins", members_are(&["b"])).await;
-    assert_eq!(a.members().await, ["b"]);
+    assert_eq!(a.members(), ["b"]);
     assert_eq!(group.members(), BTreeSet::from(["b".to_string()]));
     b.expect("MEMBERS [a]").await;
 
@@ -271,10 +271,7 @@ async fn two_processes_join_send_receive_reconnect() {
     // B dies: A sees it leave.
     b.kill();
     wait_event(&mut events, "b leaves", members_are(&[])).await;
-    eventually("A's node members empty", async || {
-        a.members().await.is_empty()
-    })
-    .await;
+    eventually("A's node members empty", async || a.members().is_empty()).await;
     assert!(a.stats().disconnects >= 1);
     assert!(matches!(
         group.send("b", b"x".to_vec()),
@@ -303,7 +300,7 @@ async fn two_processes_join_send_receive_reconnect() {
         a.stats().sessions_refused > refused_before
     })
     .await;
-    assert_eq!(a.members().await, ["b"]);
+    assert_eq!(a.members(), ["b"]);
     assert_eq!(group.members(), BTreeSet::from(["b".to_string()]));
 
     group.leave().await;

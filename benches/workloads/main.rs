@@ -21,6 +21,7 @@ mod limits;
 mod products;
 mod report;
 mod sync;
+mod sync_document;
 
 use herd::clock::Hlc;
 use herd::codec;
@@ -34,6 +35,7 @@ const WORKLOADS: &[Workload] = &[
     ("sync-delta", sync::sync_delta),
     ("sync-repair", sync::sync_repair),
     ("sync-idle", sync::sync_idle),
+    ("sync-document", sync_document::sync_document),
     ("cluster-w1", cluster::w1),
     ("cluster-w2", cluster::w2),
     ("cluster-w3", cluster::w3),

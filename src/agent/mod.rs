@@ -10,7 +10,7 @@
 //! Each update is diffed **field by field**, following `T`'s serde shape (see `doc.rs`):
 //! structs and maps become their fields, recursively; numbers, strings, booleans, `None`,
 //! sequences and empty objects are leaves. Every leaf is one key of a replicated
-//! [`AwLwwMap`](crate::crdt::AwLwwMap), keyed by its JSON pointer (`/limits/max_conns`), so:
+//! [`AwLwwMap`], keyed by its JSON pointer (`/limits/max_conns`), so:
 //!
 //! * **Two nodes that change different fields at the same time both keep their change.**
 //!   The seed's `Aviato.Agent` keeps the whole value under one key and silently loses one of
@@ -43,7 +43,7 @@ pub use doc::Leaf;
 
 use crate::cluster::Node;
 use crate::crdt::AwLwwMap;
-use crate::replica::{Diff, Replica, ReplicaError, ReplicaOptions};
+use crate::replica::{Replica, ReplicaError, ReplicaOptions, Subscription, Update};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
@@ -269,7 +269,7 @@ impl<T: Serialize + DeserializeOwned> Agent<T> {
 /// Changes of an [`Agent`], from [`Agent::subscribe`].
 pub struct AgentSubscription<T> {
     agent: Agent<T>,
-    diffs: tokio::sync::mpsc::UnboundedReceiver<Vec<Diff<String, Leaf>>>,
+    diffs: Subscription<AwLwwMap<String, Leaf>>,
 }
 
 /// One change seen by an [`AgentSubscription`].
@@ -278,7 +278,11 @@ pub struct AgentChange<T> {
     /// The value after the change.
     pub value: T,
     /// JSON pointers of the fields that changed (`""` when the value is not an object).
+    /// Empty when [`lagged`](Self::lagged).
     pub fields: Vec<String>,
+    /// The subscriber fell behind and changes were skipped: `value` is current, but which
+    /// fields changed since the previous change seen is not known.
+    pub lagged: bool,
 }
 
 impl<T: Serialize + DeserializeOwned> AgentSubscription<T> {
@@ -290,8 +294,14 @@ impl<T: Serialize + DeserializeOwned> AgentSubscription<T> {
     /// # Cancel safety
     /// Cancel safe: a change not yet returned stays queued.
     pub async fn recv(&mut self) -> Option<Result<AgentChange<T>, AgentError>> {
-        let batch = self.diffs.recv().await?;
-        let fields = batch.iter().map(|d| d.key().clone()).collect();
-        Some(self.agent.get().map(|value| AgentChange { value, fields }))
+        let (fields, lagged) = match self.diffs.recv().await? {
+            Update::Diffs(batch) => (batch.iter().map(|d| d.key().clone()).collect(), false),
+            Update::Lagged(_) => (Vec::new(), true),
+        };
+        Some(self.agent.get().map(|value| AgentChange {
+            value,
+            fields,
+            lagged,
+        }))
     }
 }

@@ -236,7 +236,7 @@ async fn a_value_that_does_not_decode_is_a_typed_error_and_loses_nothing() {
     let a = Agent::start_local(options(), initial()).await.unwrap();
     // Another version wrote a string where this one expects a number.
     a.replica()
-        .put("/limits/max_conns".into(), Leaf::Value("\"many\"".into()))
+        .put("/limits/max_conns", Leaf::Value("\"many\"".into()))
         .await
         .unwrap();
     assert!(matches!(a.get(), Err(AgentError::Decode(_))));

@@ -246,8 +246,13 @@ impl Node {
     }
 
     /// Node names of live, authenticated peers, sorted.
-    pub async fn members(&self) -> Vec<String> {
+    pub fn members(&self) -> Vec<String> {
         lock(&self.inner.table).live_names()
+    }
+
+    /// The largest payload this node sends or accepts (its config's `max_message_size`).
+    pub fn max_message_size(&self) -> usize {
+        self.inner.max_message_size
     }
 
     /// Session counters since the node started.

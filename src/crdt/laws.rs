@@ -283,7 +283,133 @@ impl Model for OrMap<u8, AwLwwMap<u8, u8>> {
     }
 }
 
+impl Model for AwLwwRegister<u8> {
+    type Op = Option<u8>;
+    fn op() -> BoxedStrategy<Option<u8>> {
+        prop_oneof![3 => any::<u8>().prop_map(Some), 1 => Just(None)].boxed()
+    }
+    fn apply(&mut self, id: ReplicaId, step: u64, op: &Option<u8>) -> Self {
+        match *op {
+            Some(v) => self.set(id, Timestamp::new(step, 0), v),
+            None => self.clear(),
+        }
+    }
+}
+
+impl Model for Counter {
+    type Op = (bool, u8);
+    fn op() -> BoxedStrategy<(bool, u8)> {
+        any::<(bool, u8)>().boxed()
+    }
+    fn apply(&mut self, id: ReplicaId, _: u64, &(up, by): &(bool, u8)) -> Self {
+        if up {
+            self.increment(id, u64::from(by))
+        } else {
+            self.decrement(id, u64::from(by))
+        }
+    }
+}
+
+/// Fields holding causal registers and counters: removal of a field against concurrent writes.
+#[derive(Debug, Clone)]
+pub(super) enum FieldOp {
+    Set(u8, u8),
+    Clear(u8),
+    Drop(u8),
+}
+
+fn field_op() -> BoxedStrategy<FieldOp> {
+    prop_oneof![
+        3 => (0..3u8, any::<u8>()).prop_map(|(f, v)| FieldOp::Set(f, v)),
+        1 => (0..3u8).prop_map(FieldOp::Clear),
+        1 => (0..3u8).prop_map(FieldOp::Drop),
+    ]
+    .boxed()
+}
+
+impl Model for OrMap<u8, AwLwwRegister<u8>> {
+    type Op = FieldOp;
+    fn op() -> BoxedStrategy<FieldOp> {
+        field_op()
+    }
+    fn apply(&mut self, id: ReplicaId, step: u64, op: &FieldOp) -> Self {
+        match *op {
+            FieldOp::Set(f, v) => self.update(f, |r| r.set(id, Timestamp::new(step, 0), v)),
+            FieldOp::Clear(f) => self.update(f, |r| r.clear()),
+            FieldOp::Drop(f) => self.remove(&f),
+        }
+    }
+}
+
+impl Model for OrMap<u8, Counter> {
+    type Op = FieldOp;
+    fn op() -> BoxedStrategy<FieldOp> {
+        field_op()
+    }
+    fn apply(&mut self, id: ReplicaId, _: u64, op: &FieldOp) -> Self {
+        match *op {
+            FieldOp::Set(f, v) => self.update(f, |c| c.increment(id, u64::from(v))),
+            FieldOp::Clear(f) => self.update(f, |c| c.decrement(id, 1)),
+            FieldOp::Drop(f) => self.remove(&f),
+        }
+    }
+}
+
+impl Model for OrMap<u8, MvRegister<u8>> {
+    type Op = FieldOp;
+    fn op() -> BoxedStrategy<FieldOp> {
+        field_op()
+    }
+    fn apply(&mut self, id: ReplicaId, _: u64, op: &FieldOp) -> Self {
+        match *op {
+            FieldOp::Set(f, v) | FieldOp::Clear(f @ v) => self.update(f, |r| r.write(id, v)),
+            FieldOp::Drop(f) => self.remove(&f),
+        }
+    }
+}
+
+/// A nested document: set and remove at paths up to three deep over a small alphabet, so that
+/// writes at a path and at its ancestors or descendants collide often.
+#[derive(Debug, Clone)]
+pub(super) enum PathOp {
+    Set(Vec<u8>, u8),
+    Remove(Vec<u8>),
+}
+
+fn doc_path(p: &[u8]) -> Path {
+    p.iter().fold(Path::new(), |path, &s| match s {
+        0 => path.field("a"),
+        1 => path.field("b"),
+        _ => path.index(u64::from(s)),
+    })
+}
+
+impl Model for Document<u8> {
+    type Op = PathOp;
+    fn op() -> BoxedStrategy<PathOp> {
+        let path = proptest::collection::vec(0..3u8, 1..4);
+        let any_path = proptest::collection::vec(0..3u8, 0..4);
+        prop_oneof![
+            3 => (path, any::<u8>()).prop_map(|(p, v)| PathOp::Set(p, v)),
+            1 => any_path.prop_map(PathOp::Remove),
+        ]
+        .boxed()
+    }
+    fn apply(&mut self, id: ReplicaId, step: u64, op: &PathOp) -> Self {
+        match op {
+            PathOp::Set(p, v) => self.set(id, Timestamp::new(step, 0), &doc_path(p), *v),
+            PathOp::Remove(p) => self.remove(&doc_path(p)),
+        }
+    }
+}
+
 laws_for!(aw_lww_map_laws, AwLwwMap<u8, u8>);
+laws_for!(aw_lww_register_laws, AwLwwRegister<u8>);
+laws_for!(counter_laws, Counter);
+laws_for!(or_map_of_registers_laws, OrMap<u8, AwLwwRegister<u8>>);
+laws_for!(or_map_of_counters_laws, OrMap<u8, Counter>);
+laws_for!(or_map_of_mv_registers_laws, OrMap<u8, MvRegister<u8>>);
+laws_for!(document_laws, Document<u8>);
 laws_for!(or_set_laws, OrSet<u8>);
 laws_for!(g_counter_laws, GCounter);
 laws_for!(pn_counter_laws, PnCounter);

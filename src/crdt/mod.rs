@@ -8,8 +8,11 @@
 //! * The dot stores [`DotSet`], [`DotFun`] and [`DotMap`] are the building blocks; [`Causal`]
 //!   pairs a store with its context and implements the join once for all of them.
 //! * The types: [`AwLwwMap`] (the workhorse: add-wins keys, last-writer-wins values),
-//!   [`OrSet`], [`GCounter`], [`PnCounter`], [`MvRegister`], [`LwwRegister`], [`EwFlag`] and the
-//!   nested [`OrMap`], whose values are CRDTs themselves.
+//!   [`OrSet`], [`GCounter`], [`PnCounter`], [`MvRegister`], [`LwwRegister`], [`EwFlag`], the
+//!   nested [`OrMap`], whose values are CRDTs themselves, and the two made to sit inside it:
+//!   [`AwLwwRegister`] (a causal last-writer-wins register) and [`Counter`] (a causal counter).
+//! * [`Document`] is a nested document of [`Path`]s to last-writer-wins leaves: fields merge
+//!   one by one.
 //!
 //! Every type implements [`Crdt`]: mutators return a *delta* (a small state holding just the
 //! change) and apply it locally; [`Crdt::join`] merges any state or delta; [`Crdt::decompose`]
@@ -37,10 +40,13 @@
 //! ```
 
 pub(crate) mod aw_lww_map;
+mod aw_lww_register;
 mod causal;
 mod context;
+mod counter;
 mod counters;
 mod dense_map;
+mod document;
 mod dot;
 mod dot_fun;
 mod dot_map;
@@ -55,9 +61,13 @@ mod or_set;
 mod laws;
 
 pub use aw_lww_map::{AwLwwMap, Lww};
+pub use aw_lww_register::AwLwwRegister;
 pub use causal::{Causal, CausalError};
 pub use context::{CausalContext, ContextError};
+pub use counter::Counter;
+pub(crate) use counter::sum as counter_sum;
 pub use counters::{GCounter, PnCounter};
+pub use document::{Document, Node, Path, Segment};
 pub use dot::{Dot, ReplicaId};
 pub use dot_fun::DotFun;
 pub use dot_map::DotMap;

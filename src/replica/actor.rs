@@ -7,7 +7,12 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tracing::Instrument;
+
+/// Ticks between two publications of the counters through the `metrics` facade.
+const METRICS_EVERY_TICKS: u64 = 20;
 
 /// What a replica's actor is told. Local only: the cluster layer turns network frames into
 /// [`ReplicaMsg::Inbound`] after checking their envelope.
@@ -29,9 +34,15 @@ impl<C> ReplicaActor<C> {
     }
 }
 
+/// The actor's state: the shared replica, and its tick count.
+pub(crate) struct ActorState<C: MapView> {
+    shared: Arc<Shared<C>>,
+    ticks: u64,
+}
+
 impl<C: MapView> Actor for ReplicaActor<C> {
     type Msg = ReplicaMsg;
-    type State = Arc<Shared<C>>;
+    type State = ActorState<C>;
     type Arguments = (Arc<Shared<C>>, Duration);
 
     async fn pre_start(
@@ -40,59 +51,96 @@ impl<C: MapView> Actor for ReplicaActor<C> {
         (shared, interval): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(interval, || ReplicaMsg::Tick);
-        Ok(shared)
+        Ok(ActorState { shared, ticks: 0 })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // However the actor stops (stop, the last handle dropped, its supervisor), the
+        // replica stops with it: writes are refused, the committer finishes, the group is left.
+        let shared = &state.shared;
+        shared.stopping.store(true, Ordering::SeqCst);
+        shared.wake_committer();
+        shared.acks.notify_waiters();
+        shared.close_outbox().await;
+        Ok(())
     }
 
     async fn handle(
         &self,
         _myself: ActorRef<Self::Msg>,
         message: Self::Msg,
-        shared: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let transmits = {
-            let mut core = shared.lock();
-            match message {
-                ReplicaMsg::Tick => core.sync.handle_tick(),
-                ReplicaMsg::Inbound { from, bytes } => {
-                    let known = core.sync.crdt().as_causal().context().dot_count();
-                    let result = core.sync.handle_message(&from, &bytes);
-                    if shared.storage.is_some()
-                        && core.sync.crdt().as_causal().context().dot_count() != known
-                    {
-                        // The context grew (maybe without any key changing: seen ranges of a
-                        // repair): store it, so a restart does not ask for it again.
-                        core.touched();
-                    }
-                    if let Err(error) = result {
-                        // Counted in the stats; the replica keeps serving.
-                        tracing::warn!(replica = %shared.name, from = %from, %error, "refused a sync message");
-                    }
-                }
-                ReplicaMsg::Members(members) => {
-                    if !core.manual_neighbours {
-                        tracing::info!(replica = %shared.name, ?members, "neighbours follow membership");
-                        core.sync.set_neighbours(members);
-                    }
-                }
+        let shared = state.shared.clone();
+        let span = match &message {
+            ReplicaMsg::Tick => tracing::trace_span!("tick", replica = %shared.name),
+            ReplicaMsg::Inbound { from, bytes } => {
+                tracing::debug_span!("inbound", replica = %shared.name, peer = %from, bytes = bytes.len())
             }
-            while let Some(warning) = core.sync.poll_warning() {
-                // Each is reported once per key and neighbour by the sync layer.
-                tracing::warn!(replica = %shared.name, ?warning, "entry does not fit a neighbour's message limit");
-            }
-            (shared.drain(&mut core), core.seq())
+            ReplicaMsg::Members(_) => tracing::debug_span!("members", replica = %shared.name),
         };
-        let (transmits, seq) = transmits;
-        shared.wake_committer();
-        if !transmits.is_empty() {
-            // Nothing leaves before the state it was read from is durable: a crash must never
-            // forget a dot of ours that a neighbour already holds (the restarted replica keeps
-            // its id and would mint that dot again, and the neighbour would ignore the write).
-            if let Err(error) = shared.until_durable(seq).await {
-                tracing::warn!(replica = %shared.name, %error, "not sending: state not stored");
-                return Ok(());
+        if matches!(message, ReplicaMsg::Tick) {
+            state.ticks += 1;
+            if state.ticks % METRICS_EVERY_TICKS == 0 {
+                shared.stats().publish_metrics();
             }
         }
-        shared.transmit(transmits);
+        handle_message(&shared, message).instrument(span).await;
         Ok(())
     }
+}
+
+async fn handle_message<C: MapView>(shared: &Arc<Shared<C>>, message: ReplicaMsg) {
+    let inbound = matches!(message, ReplicaMsg::Inbound { .. });
+    let (transmits, seq) = {
+        let mut core = shared.lock();
+        match message {
+            ReplicaMsg::Tick => core.sync.handle_tick(),
+            ReplicaMsg::Inbound { from, bytes } => {
+                let known = core.sync.crdt().as_causal().context().dot_count();
+                let result = core.sync.handle_message(&from, &bytes);
+                if shared.storage.is_some()
+                    && core.sync.crdt().as_causal().context().dot_count() != known
+                {
+                    // The context grew (maybe without any key changing: seen ranges of a
+                    // repair): store it, so a restart does not ask for it again.
+                    core.touched();
+                }
+                if let Err(error) = result {
+                    // Counted in the stats; the replica keeps serving.
+                    tracing::warn!(replica = %shared.name, from = %from, %error, "refused a sync message");
+                }
+            }
+            ReplicaMsg::Members(members) => {
+                if !core.manual_neighbours {
+                    tracing::info!(replica = %shared.name, ?members, "neighbours follow membership");
+                    core.sync.set_neighbours(members);
+                }
+            }
+        }
+        while let Some(warning) = core.sync.poll_warning() {
+            // Each is reported once per key and neighbour by the sync layer.
+            tracing::warn!(replica = %shared.name, ?warning, "entry does not fit a neighbour's message limit");
+        }
+        (shared.drain(&mut core), core.seq())
+    };
+    if inbound {
+        // Acknowledgements arrive as messages: wake writes waiting for their write concern.
+        shared.acks.notify_waiters();
+    }
+    shared.wake_committer();
+    if !transmits.is_empty() {
+        // Nothing leaves before the state it was read from is durable: a crash must never
+        // forget a dot of ours that a neighbour already holds (the restarted replica keeps
+        // its id and would mint that dot again, and the neighbour would ignore the write).
+        if let Err(error) = shared.until_durable(seq).await {
+            tracing::warn!(replica = %shared.name, %error, "not sending: state not stored");
+            return;
+        }
+    }
+    shared.transmit(transmits);
 }

@@ -5,18 +5,19 @@ use super::actor::ReplicaMsg;
 use super::shared::Outbox;
 use super::view::MapView;
 use super::{Replica, ReplicaError, ReplicaOptions};
-use crate::cluster::{Group, GroupEvent, Node};
+use crate::cluster::{ClusterError, Group, GroupEvent, Node};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 impl Outbox for Group {
-    fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), String> {
-        Group::send(self, to, bytes).map_err(|e| e.to_string())
+    fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), ClusterError> {
+        Group::send(self, to, bytes)
     }
 
-    fn send_unframed(&self, to: &str, bytes: Vec<u8>) -> Result<(), String> {
-        Group::send_unframed(self, to, bytes).map_err(|e| e.to_string())
+    #[cfg(any(test, feature = "test-hooks"))]
+    fn send_unframed(&self, to: &str, bytes: Vec<u8>) -> Result<(), ClusterError> {
+        Group::send_unframed(self, to, bytes)
     }
 
     fn frames_rejected(&self) -> u64 {
@@ -39,11 +40,23 @@ impl<C: MapView> Replica<C> {
     /// `members: :auto`) until [`set_neighbours`](Replica::set_neighbours) is called.
     ///
     /// # Errors
-    /// As [`start_local`](Replica::start_local), and [`ReplicaError::Cluster`] when the
-    /// group cannot be joined (a replica of that name already runs on this node).
+    /// As [`start_local`](Replica::start_local); [`ReplicaError::LimitsDisagree`] (nothing
+    /// started) when the replica's `max_sync_size` exceeds the node's `max_message_size`, so
+    /// that its larger messages would be refused by the transport; [`ReplicaError::Cluster`]
+    /// when the group cannot be joined (a replica of that name already runs on this node).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe (see [`start_local`](Replica::start_local)).
     pub async fn start(node: &Node, options: ReplicaOptions) -> Result<Self, ReplicaError> {
+        let max_message_size = node.max_message_size();
+        if options.max_sync_size > max_message_size {
+            return Err(ReplicaError::LimitsDisagree {
+                max_sync_size: options.max_sync_size,
+                max_message_size,
+            });
+        }
         let replica = Self::start_local(options).await?;
-        let actor = replica.actor().clone();
+        let actor = replica.actor_ref().clone();
         let on_event = Box::new(move |event: GroupEvent| {
             let msg = match event {
                 GroupEvent::Message { from, bytes } => ReplicaMsg::Inbound { from, bytes },
@@ -59,7 +72,7 @@ impl<C: MapView> Replica<C> {
             }
             Err(e) => {
                 let _ = replica.stop().await;
-                Err(ReplicaError::Cluster(e.to_string()))
+                Err(e.into())
             }
         }
     }

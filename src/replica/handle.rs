@@ -1,59 +1,76 @@
-//! [`Replica`]: the handle users hold.
+//! [`Replica`]: the handle users hold, generic over the replicated type.
 
-use super::ReplicaError;
 use super::actor::{ReplicaActor, ReplicaMsg};
-use super::options::ReplicaOptions;
+use super::options::{ReplicaOptions, WriteConcern};
 use super::persist;
-use super::shared::{Core, Outbox, Shared, wall_ms};
-use super::view::{Diff, MapView};
+use super::shared::{Outbox, Shared, wall_ms};
+use super::subscription::{Snapshot, Subscription};
+use super::view::MapView;
+use super::{ReplicaError, ReplicaStats};
 use crate::clock::{Hlc, Timestamp};
 use crate::codec;
-use crate::crdt::{AwLwwMap, Embeddable, ReplicaId};
+use crate::crdt::ReplicaId;
+use crate::storage::{RedbStorage, Storage};
 use crate::sync::{SyncConfig, SyncState};
-use ractor::{Actor, ActorRef};
+use ractor::{Actor, ActorCell, ActorRef, ActorStatus};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
-use std::borrow::Borrow;
-use std::collections::HashMap;
-use std::fmt::Debug;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
-use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// Room for the key and the message framing around a single write, so that a write accepted by
-/// [`Replica::put`] always fits one sync message.
+/// a replica always fits one sync message.
 const WRITE_OVERHEAD: usize = 256;
+
+/// The smallest `max_sync_size` a replica starts with: room for the framing of a write and
+/// for the protocol's own messages (digests, acknowledgements, Merkle descent steps).
+pub(crate) const MIN_SYNC_SIZE: usize = 1024;
 
 /// A replica of one named CRDT: the handle to its actor and its state. Cheap to clone; all
 /// clones are the same replica.
 ///
 /// Writes are applied locally and return without waiting for any other node (with
-/// [`Ack::Durable`](super::Ack::Durable), after the local storage has them); neighbours get
-/// them on the next sync interval. Reads see this replica's state: every local write, and
+/// [`Ack::Durable`](super::Ack::Durable), after the local storage has them; with a
+/// [`WriteConcern`] other than `Local`, after enough neighbours acknowledged them); neighbours
+/// get them on the next sync interval. Reads see this replica's state: every local write, and
 /// every remote write received so far.
 ///
+/// Each replicable type has its typed methods (see the [module docs](super) for the table):
+/// `put`/`get`/`delete` for [`AwLwwMap`](crate::crdt::AwLwwMap) ([`Kv`](super::Kv) is the
+/// string-to-string one), `add`/`remove`/`contains` for sets, `increment`/`value` for counters,
+/// `write`/`values` for multi-value registers, `set`/`get` at a path for documents.
+/// [`mutate`](Self::mutate) runs any mutator of the type.
+///
+/// # Lifetime
+/// The replica runs until [`stop`](Self::stop) is called, **its last handle is dropped**, or
+/// its actor dies. Dropping the last handle stops it as `stop` does, in the background: the
+/// actor stops, the group is left, and a last commit and flush of the storage run on the
+/// committer thread (call `stop` to wait for them and see their errors). A [`Subscription`]
+/// does not keep the replica running. After that, writes fail with
+/// [`ReplicaError::Stopped`]; reads still see the last state.
+///
 /// ```
-/// use herd::replica::{Diff, Kv, ReplicaOptions};
+/// use herd::replica::{Diff, Kv, ReplicaOptions, Update};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), herd::replica::ReplicaError> {
-/// let kv: Kv = Kv::start_local(ReplicaOptions::new("config")).await?;
-/// let mut diffs = kv.subscribe();
-/// kv.put("colour".to_string(), "blue".to_string()).await?;
+/// let kv = Kv::start_local(ReplicaOptions::new("config")).await?;
+/// let mut updates = kv.subscribe();
+/// kv.put("colour", "blue").await?;
 /// assert_eq!(kv.get("colour").as_deref(), Some("blue"));
 /// assert_eq!(
-///     diffs.recv().await,
-///     Some(vec![Diff::Added { key: "colour".to_string(), value: "blue".to_string() }])
+///     updates.recv().await,
+///     Some(Update::Diffs(vec![Diff::Added { key: "colour".to_string(), value: "blue".to_string() }]))
 /// );
 /// kv.stop().await?;
 /// # Ok(())
 /// # }
 /// ```
 pub struct Replica<C: MapView> {
-    shared: Arc<Shared<C>>,
+    pub(super) shared: Arc<Shared<C>>,
     actor: ActorRef<ReplicaMsg>,
-    committer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    owner: Arc<Owner<C>>,
 }
 
 impl<C: MapView> Clone for Replica<C> {
@@ -61,75 +78,36 @@ impl<C: MapView> Clone for Replica<C> {
         Replica {
             shared: self.shared.clone(),
             actor: self.actor.clone(),
-            committer: self.committer.clone(),
+            owner: self.owner.clone(),
         }
     }
 }
 
-/// The replica the node program runs: string keys to string values.
-pub type Kv = Replica<AwLwwMap<String, String>>;
-
-/// A malformed frame to send to a neighbour, to test that it is refused.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// Bytes that are not a sync message.
-    Garbage,
-    /// A frame larger than `max_sync_size`.
-    Oversized,
-    /// A frame of a wire version newer than this one.
-    FutureVersion,
-    /// Bytes without the cluster's envelope.
-    Unframed,
+impl<C: MapView> std::fmt::Debug for Replica<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("name", &self.shared.name)
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
 }
 
-/// Counters and figures of a replica.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct ReplicaStats {
-    /// The replica's name.
-    pub name: String,
-    /// Its id.
-    pub replica_id: u64,
-    /// Keys present.
-    pub keys: usize,
-    /// The Merkle root: equal roots mean equal states.
-    pub root: u64,
-    /// Current neighbours (node names).
-    pub neighbours: Vec<String>,
-    /// Sync bytes sent (payloads, before the cluster envelope).
-    pub bytes_sent: u64,
-    /// Sync bytes received.
-    pub bytes_received: u64,
-    /// Sync messages sent.
-    pub messages_sent: u64,
-    /// Sync messages received and accepted.
-    pub messages_received: u64,
-    /// Sync messages refused (malformed, oversized, future version, not from a neighbour).
-    pub rejected_messages: u64,
-    /// Frames refused by the cluster layer before reaching the replica (bad envelope).
-    pub frames_rejected: u64,
-    /// Bytes handed to the transport, the cluster's envelope included (not ractor's own
-    /// framing or TCP headers).
-    pub transport_bytes_sent: u64,
-    /// Bytes received through the transport, envelope included.
-    pub transport_bytes_received: u64,
-    /// Deltas sent.
-    pub deltas_sent: u64,
-    /// Keys sent by the repair path.
-    pub repair_keys_sent: u64,
-    /// Times unacknowledged delta messages were sent again.
-    pub delta_resends: u64,
-    /// Keys too large for some neighbour's message limit (each counted once per neighbour).
-    pub entries_too_large_for_peer: u64,
-    /// Neighbours' notices of keys too large for this replica's message limit.
-    pub entries_too_large_here: u64,
-    /// Deltas not yet acknowledged by every neighbour.
-    pub buffered_deltas: usize,
-    /// Messages the transport could not send (the protocol resends or repairs).
-    pub send_errors: u64,
-    /// Storage commits (each one atomic batch; one fsync with durable storage).
-    pub storage_commits: u64,
+/// Shared by every clone of a handle; dropping the last one stops the replica.
+struct Owner<C: MapView> {
+    shared: Arc<Shared<C>>,
+    actor: ActorRef<ReplicaMsg>,
+    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl<C: MapView> Drop for Owner<C> {
+    fn drop(&mut self) {
+        if !self.shared.stopping.swap(true, Ordering::SeqCst) {
+            // The actor leaves the group in its post_stop; the committer sees `stopping`,
+            // commits and flushes what is left, and exits.
+            self.actor.stop(None);
+            self.shared.wake_committer();
+        }
+    }
 }
 
 fn random_u64() -> u64 {
@@ -145,15 +123,29 @@ impl<C: MapView> Replica<C> {
     /// Starts a replica that is part of no cluster: it syncs only with neighbours set by
     /// hand, or with none. Must be called inside a tokio runtime.
     ///
-    /// Loads the state and replica id from `options.storage` if it holds a replica; an empty
-    /// store gets a fresh random replica id.
+    /// Loads the state and replica id from the options' storage if it holds a replica; an
+    /// empty store gets a fresh random replica id.
     ///
     /// # Errors
     /// [`ReplicaError::Storage`], [`ReplicaError::CorruptState`] or
-    /// [`ReplicaError::InconsistentState`] when the store cannot be read (nothing is
-    /// overwritten); [`ReplicaError::Actor`] when the actor cannot start.
+    /// [`ReplicaError::InconsistentState`] when the store cannot be opened or read (nothing is
+    /// overwritten); [`ReplicaError::NameMismatch`] when the store was opened for another
+    /// replica; [`ReplicaError::SyncSizeTooSmall`] for a `max_sync_size` under 1 KiB;
+    /// [`ReplicaError::Spawn`] or [`ReplicaError::Thread`] when the actor or the committer
+    /// cannot start.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: cancelled after the store was opened, the replica is not started but
+    /// a fresh store may have been given its id.
     pub async fn start_local(options: ReplicaOptions) -> Result<Self, ReplicaError> {
-        let (loaded, storage) = match options.storage.clone() {
+        if options.max_sync_size < MIN_SYNC_SIZE {
+            return Err(ReplicaError::SyncSizeTooSmall {
+                max_sync_size: options.max_sync_size,
+                min: MIN_SYNC_SIZE,
+            });
+        }
+        let storage = open_storage(&options).await?;
+        let (loaded, storage) = match storage {
             None => (None, None),
             Some(storage) => {
                 let s = storage.clone();
@@ -170,8 +162,7 @@ impl<C: MapView> Replica<C> {
                         }
                     }
                 })
-                .await
-                .map_err(|e| ReplicaError::Actor(e.to_string()))??;
+                .await??;
                 (Some(loaded), Some(storage))
             }
         };
@@ -198,31 +189,35 @@ impl<C: MapView> Replica<C> {
             }
             None => (None, None),
         };
-        let shared = Arc::new(Shared::new(
-            options.name.clone(),
-            sync,
-            hlc,
-            restored,
-            options.ack,
-            storage,
-            wake,
-            options.max_sync_size,
-        ));
+        let shared = Arc::new(Shared::new(&options, sync, hlc, restored, storage, wake));
         let committer = match woken {
-            Some(woken) => Some(spawn_committer(shared.clone(), woken)?),
+            Some(woken) => Some(super::committer::spawn(shared.clone(), woken)?),
             None => None,
         };
-        let (actor, _join) = Actor::spawn(
-            None,
-            ReplicaActor::<C>::new(),
-            (shared.clone(), options.sync_interval),
-        )
-        .await
-        .map_err(|e| ReplicaError::Actor(e.to_string()))?;
+        let args = (shared.clone(), options.sync_interval);
+        let spawned = match options.supervisor.clone() {
+            Some(supervisor) => {
+                Actor::spawn_linked(None, ReplicaActor::<C>::new(), args, supervisor).await
+            }
+            None => Actor::spawn(None, ReplicaActor::<C>::new(), args).await,
+        };
+        let actor = match spawned {
+            Ok((actor, _join)) => actor,
+            Err(e) => {
+                shared.stopping.store(true, Ordering::SeqCst);
+                shared.wake_committer();
+                return Err(e.into());
+            }
+        };
+        let owner = Arc::new(Owner {
+            shared: shared.clone(),
+            actor: actor.clone(),
+            committer: Mutex::new(committer),
+        });
         Ok(Replica {
             shared,
             actor,
-            committer: Arc::new(Mutex::new(committer)),
+            owner,
         })
     }
 
@@ -232,34 +227,91 @@ impl<C: MapView> Replica<C> {
     }
 
     /// The actor, for the cluster glue to deliver frames and membership to.
-    pub(crate) fn actor(&self) -> &ActorRef<ReplicaMsg> {
+    pub(crate) fn actor_ref(&self) -> &ActorRef<ReplicaMsg> {
         &self.actor
+    }
+
+    /// The replica's actor: to monitor it, link it, or read its status. Its messages are
+    /// internal; stop the replica with [`stop`](Self::stop) rather than through the actor.
+    pub fn actor(&self) -> ActorCell {
+        self.actor.get_cell()
+    }
+
+    /// `Err(Stopped)` once the replica stopped or its actor died.
+    pub(super) fn ensure_running(&self) -> Result<(), ReplicaError> {
+        let stopped = self.shared.stopping.load(Ordering::Acquire)
+            || matches!(
+                self.actor.get_status(),
+                ActorStatus::Stopping | ActorStatus::Stopped
+            );
+        if stopped {
+            Err(ReplicaError::Stopped)
+        } else {
+            Ok(())
+        }
     }
 
     /// Applies a local change: `op` runs a mutator of the CRDT with this replica's id and a
     /// fresh hybrid-logical-clock timestamp, and returns the mutator's delta.
     ///
-    /// Subscribers are told of each key the delta touches. Without the values from before,
-    /// the kind of each diff is inferred from the delta: if it overwrote or removed anything,
-    /// its present keys are reported as [`Diff::Updated`] (even when the visible value is the
-    /// same) and its absent keys as [`Diff::Removed`], else as [`Diff::Added`]. A delta over
-    /// several keys cannot tell which key it overwrote, so mixed changes are all reported as
-    /// updates. The typed methods such as [`Replica::put`] give exact diffs.
+    /// Subscribers are told of exactly the items whose visible value changed. To know the
+    /// values from before, `mutate` copies the whole state first *while someone subscribes*
+    /// (nothing is copied otherwise): on a large state with subscribers, prefer the typed
+    /// methods, which copy only the key they change.
     ///
     /// # Errors
-    /// With [`Ack::Durable`](super::Ack::Durable) storage: the commit failed (the change is
-    /// applied in memory).
+    /// [`ReplicaError::Stopped`] (nothing applied); with [`Ack::Durable`](super::Ack::Durable)
+    /// storage, a failed commit (the change is applied in memory); a
+    /// [`WriteConcern`] not met in time.
+    ///
+    /// # Cancel safety
+    /// The change is applied before the first await: cancelling only stops the wait for
+    /// storage and neighbours.
     pub async fn mutate(
         &self,
         op: impl FnOnce(&mut C, ReplicaId, Timestamp) -> C,
     ) -> Result<(), ReplicaError> {
+        self.ensure_running()?;
         let seq = {
             let mut core = self.shared.lock();
             let ts = core.hlc.now(wall_ms());
+            let old = core.has_subscribers().then(|| core.sync.crdt().clone());
             let delta = core.sync.mutate(|c, id| op(c, id, ts));
-            self.shared.after_local(&mut core, &delta, None)
+            let before = match &old {
+                Some(old) => {
+                    let store = old.as_causal().store();
+                    delta
+                        .as_causal()
+                        .store()
+                        .iter()
+                        .map(|(k, _)| (k.clone(), store.get(k).cloned()))
+                        .collect()
+                }
+                None => Vec::new(),
+            };
+            self.shared.after_local(&mut core, &delta, before)
         };
-        self.shared.await_commit(seq).await
+        self.finish(seq).await
+    }
+
+    /// Waits for what a write promises: storage per [`Ack`](super::Ack), then neighbours per
+    /// the replica's [`WriteConcern`].
+    pub(super) async fn finish(&self, seq: u64) -> Result<(), ReplicaError> {
+        self.shared.await_commit(seq).await?;
+        match self.shared.write_concern {
+            WriteConcern::Local => Ok(()),
+            concern => self.until_replicated(concern).await,
+        }
+    }
+
+    /// Refuses a write that could never fit one sync message.
+    pub(super) fn check_fits<T: Serialize + ?Sized>(&self, write: &T) -> Result<(), ReplicaError> {
+        let size = codec::encoded_len(write)?;
+        let limit = self.shared.max_sync_size;
+        if size + WRITE_OVERHEAD > limit {
+            return Err(ReplicaError::TooLarge { size, limit });
+        }
+        Ok(())
     }
 
     /// Runs `f` on the current state. The replica is locked meanwhile: keep `f` short.
@@ -280,11 +332,23 @@ impl<C: MapView> Replica<C> {
         self.shared.lock().sync.neighbours().cloned().collect()
     }
 
-    /// A stream of diffs: every change of a key's visible value, local or remote, in the
-    /// order this replica applied them, batched per change. Dropping the receiver
-    /// unsubscribes.
-    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<Vec<Diff<C::Key, C::View>>> {
-        self.shared.subscribe()
+    /// A stream of diffs: every change of a visible value, local or remote, in the order this
+    /// replica applied them, batched per change. Bounded by
+    /// [`subscription_capacity`](ReplicaOptions::subscription_capacity): a subscriber that
+    /// falls further behind gets [`Update::Lagged`](super::Update::Lagged) with the current
+    /// state instead of the diffs it missed. Dropping it unsubscribes.
+    pub fn subscribe(&self) -> Subscription<C> {
+        self.shared
+            .subscribe(self.shared.subscription_capacity, false)
+            .1
+    }
+
+    /// The visible state now and the stream of diffs after it, taken atomically: applying
+    /// the diffs to the snapshot in order gives the state at each later point, with no diff
+    /// missed or counted twice.
+    pub fn subscribe_with_snapshot(&self) -> (Snapshot<C>, Subscription<C>) {
+        self.shared
+            .subscribe(self.shared.subscription_capacity, true)
     }
 
     /// This replica's id.
@@ -304,71 +368,102 @@ impl<C: MapView> Replica<C> {
 
     /// Counters and figures.
     pub fn stats(&self) -> ReplicaStats {
-        let transport = self
-            .shared
-            .outbox
-            .get()
-            .map_or((0, 0), |o| o.transport_bytes());
-        let core = self.shared.lock();
-        let s = core.sync.stats();
-        ReplicaStats {
-            name: self.shared.name.clone(),
-            replica_id: self.shared.id.as_u64(),
-            keys: core.sync.crdt().as_causal().store().key_count(),
-            root: core.sync.root().0,
-            neighbours: core.sync.neighbours().cloned().collect(),
-            bytes_sent: s.bytes_sent,
-            bytes_received: s.bytes_received,
-            messages_sent: s.messages_sent,
-            messages_received: s.messages_received,
-            rejected_messages: s.rejected_messages,
-            frames_rejected: self.shared.outbox.get().map_or(0, |o| o.frames_rejected()),
-            transport_bytes_sent: transport.0,
-            transport_bytes_received: transport.1,
-            deltas_sent: s.deltas_sent,
-            repair_keys_sent: s.repair_keys_sent,
-            delta_resends: s.delta_resends,
-            entries_too_large_for_peer: s.entries_too_large_for_peer,
-            entries_too_large_here: s.entries_too_large_here,
-            buffered_deltas: core.sync.buffered_deltas(),
-            send_errors: self.shared.send_errors.load(Ordering::Relaxed),
-            storage_commits: self.shared.commits.load(Ordering::Relaxed),
-        }
+        self.shared.stats()
     }
 
     /// Waits until every write made so far is durable in storage (for
     /// [`Ack::Applied`](super::Ack), or a write-behind store).
     ///
     /// # Errors
-    /// [`ReplicaError::StorageFailed`] if a commit failed.
+    /// [`ReplicaError::StorageFailed`] if a commit failed; [`ReplicaError::Stopped`] if the
+    /// replica stopped first.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only waits.
     pub async fn flush(&self) -> Result<(), ReplicaError> {
         let seq = self.shared.lock().seq();
         self.shared.until_durable(seq).await
     }
 
-    /// Stops the replica: its actor, then a last commit and flush of its storage. Other
-    /// clones of this handle stop working: writes still apply in memory but are not synced,
-    /// and durable writes return an error.
+    /// Waits until the neighbours acknowledged every write made on this replica so far, as
+    /// `concern` asks (all of them, or a majority of the group), or its timeout passes. Only
+    /// the neighbours at the time of the call count. The acknowledgement is the delta path's:
+    /// a delta that path gave up on (too large for one message, or dropped from a full
+    /// buffer) counts as delivered and reaches the neighbour later, by the repair path.
+    ///
+    /// # Errors
+    /// [`ReplicaError::NotAcknowledged`] at the timeout: the writes are applied locally and
+    /// will still spread. [`ReplicaError::Stopped`] if the replica stops meanwhile.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only waits.
+    pub async fn until_replicated(&self, concern: WriteConcern) -> Result<(), ReplicaError> {
+        let wait = match concern {
+            WriteConcern::Local => return Ok(()),
+            WriteConcern::Majority(t) | WriteConcern::All(t) => t,
+        };
+        let started = Instant::now();
+        let (seq, neighbours) = {
+            let core = self.shared.lock();
+            let neighbours: Vec<String> = core.sync.neighbours().cloned().collect();
+            (core.sync.delta_head(), neighbours)
+        };
+        let required = match concern {
+            WriteConcern::All(_) => neighbours.len(),
+            _ => neighbours.len().div_ceil(2),
+        };
+        loop {
+            let notified = self.shared.acks.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let acknowledged = self.shared.lock().sync.acknowledged(seq, &neighbours);
+            if acknowledged >= required {
+                return Ok(());
+            }
+            self.ensure_running()?;
+            if tokio::time::timeout_at(started + wait, notified)
+                .await
+                .is_err()
+            {
+                return Err(ReplicaError::NotAcknowledged {
+                    acknowledged,
+                    required,
+                    waited: started.elapsed(),
+                });
+            }
+        }
+    }
+
+    /// Stops the replica: leaves the cluster group, stops its actor, then makes a last
+    /// commit and flush of its storage and waits for them. Other clones of this handle stop
+    /// working: writes fail with [`ReplicaError::Stopped`]. Once it returns, and no other
+    /// clone is left, the storage is released (a redb file can be opened again).
     ///
     /// # Errors
     /// The last commit or flush failed.
+    ///
+    /// # Cancel safety
+    /// Cancelled after its first await, the replica still stops (in the background).
     pub async fn stop(self) -> Result<(), ReplicaError> {
-        if let Some(outbox) = self.shared.outbox.get() {
-            outbox.close().await;
-        }
-        self.actor.stop(None);
+        self.shared.close_outbox().await;
         self.shared.stopping.store(true, Ordering::SeqCst);
         self.shared.wake_committer();
+        // Waiting for the actor to end releases its hold on the state (and on the storage
+        // file, so the replica can be started again on it). An actor already gone returns at
+        // once; one stuck longer than this is left to finish in the background.
+        let _ = self
+            .actor
+            .stop_and_wait(None, Some(std::time::Duration::from_secs(10)))
+            .await;
         let committer = self
+            .owner
             .committer
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(handle) = committer {
-            tokio::task::spawn_blocking(move || handle.join())
-                .await
-                .map_err(|e| ReplicaError::Actor(e.to_string()))?
-                .map_err(|_| ReplicaError::Actor("committer panicked".into()))?;
+            // A panicked committer has already marked the replica failed or closed.
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await?;
         }
         let failed = self.shared.committed.borrow().failed.clone();
         match failed {
@@ -376,201 +471,27 @@ impl<C: MapView> Replica<C> {
             None => Ok(()),
         }
     }
-
-    /// Sends a malformed frame to neighbour node `to`, to test that it is refused and counted.
-    #[doc(hidden)]
-    pub fn inject(&self, to: &str, fault: Fault) -> Result<(), ReplicaError> {
-        let outbox = self
-            .shared
-            .outbox
-            .get()
-            .ok_or_else(|| ReplicaError::Cluster("not attached to a cluster".into()))?;
-        let v = codec::WIRE_VERSION;
-        let result = match fault {
-            Fault::Garbage => outbox.send(to, vec![v, 0xff, 0xff, 0xff, 0x7f, 0x00, 0x13]),
-            Fault::FutureVersion => outbox.send(to, vec![v + 1, 0, 1, 2, 3]),
-            Fault::Oversized => {
-                let mut bytes = vec![0u8; self.shared.max_sync_size + 1];
-                bytes[0] = v;
-                outbox.send(to, bytes)
-            }
-            Fault::Unframed => outbox.send_unframed(to, b"\x00not a herd frame\xff".to_vec()),
-        };
-        result.map_err(ReplicaError::Cluster)
-    }
 }
 
-impl<K, V> Replica<AwLwwMap<K, V>>
-where
-    K: Hash + Eq + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static,
-    V: Clone + PartialEq + Debug + Serialize + DeserializeOwned + Send + Sync + 'static,
-{
-    /// Sets `key` to `value`. Concurrent writes to one key are resolved by last-writer-wins on
-    /// hybrid-logical-clock timestamps, the same winner on every replica.
-    ///
-    /// # Errors
-    /// [`ReplicaError::TooLarge`] (nothing applied) when the write could never fit a sync
-    /// message; with [`Ack::Durable`](super::Ack::Durable) storage, a failed commit.
-    pub async fn put(&self, key: K, value: V) -> Result<(), ReplicaError> {
-        self.check_fits(&key, &value)?;
-        let seq = {
-            let mut core = self.shared.lock();
-            let ts = core.hlc.now(wall_ms());
-            self.put_locked(&mut core, ts, key, value)
-        };
-        self.shared.await_commit(seq).await
-    }
-
-    /// Refuses a write that could never fit one sync message.
-    fn check_fits(&self, key: &K, value: &V) -> Result<(), ReplicaError> {
-        let size = codec::encoded_len(&(key, value))?;
-        let limit = self.shared.max_sync_size;
-        if size + WRITE_OVERHEAD > limit {
-            return Err(ReplicaError::TooLarge { size, limit });
+/// Opens the storage the options name, checking it belongs to this replica.
+async fn open_storage(options: &ReplicaOptions) -> Result<Option<Arc<dyn Storage>>, ReplicaError> {
+    let storage: Option<Arc<dyn Storage>> = match (&options.storage, options.redb_spec()) {
+        (Some(s), _) => Some(s.clone()),
+        (None, Some((dir, config))) => {
+            let (dir, config, name) = (dir.clone(), config.clone(), options.name.clone());
+            let store = tokio::task::spawn_blocking(move || RedbStorage::open(&dir, &name, config))
+                .await??;
+            Some(Arc::new(store))
         }
-        Ok(())
-    }
-
-    /// One put under the lock; returns its change number.
-    fn put_locked(&self, core: &mut Core<AwLwwMap<K, V>>, ts: Timestamp, key: K, value: V) -> u64 {
-        if !core.has_subscribers() && self.shared.storage.is_none() {
-            // Nobody needs the delta back: skip cloning it (the common in-memory case).
-            core.sync.mutate_quiet(|c, id| c.put(id, ts, key, value));
-            return core.touched();
-        }
-        let known = core
-            .has_subscribers()
-            .then(|| (key.clone(), core.sync.crdt().get(&key).cloned()));
-        let delta = core.sync.mutate(|c, id| c.put(id, ts, key, value));
-        let known = known.as_ref().map(|(k, v)| (k, v.clone()));
-        self.shared.after_local(core, &delta, known)
-    }
-
-    /// Sets many keys at once: one lock, one commit to wait for, and (between two ticks) one
-    /// delta group for the neighbours. The way to load data in bulk, or to pipeline writes
-    /// with durable storage: a thousand keys cost about one fsync, not a thousand.
-    ///
-    /// # Errors
-    /// As [`put`](Self::put). A write too large to sync is refused before any of the batch
-    /// is applied.
-    pub async fn put_many(
-        &self,
-        entries: impl IntoIterator<Item = (K, V)>,
-    ) -> Result<(), ReplicaError> {
-        let entries: Vec<(K, V)> = entries.into_iter().collect();
-        for (key, value) in &entries {
-            self.check_fits(key, value)?;
-        }
-        let seq = {
-            let mut core = self.shared.lock();
-            let wall = wall_ms();
-            let mut seq = core.seq();
-            for (key, value) in entries {
-                let ts = core.hlc.now(wall);
-                seq = self.put_locked(&mut core, ts, key, value);
-            }
-            seq
-        };
-        self.shared.await_commit(seq).await
-    }
-
-    /// Removes `key`. Removing an absent key changes nothing.
-    ///
-    /// # Errors
-    /// With [`Ack::Durable`](super::Ack::Durable) storage, a failed commit.
-    pub async fn delete<Q>(&self, key: &Q) -> Result<(), ReplicaError>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        (None, None) => None,
+    };
+    if let Some(stored) = storage.as_ref().and_then(|s| s.replica_name())
+        && stored != options.name
     {
-        let seq = {
-            let mut core = self.shared.lock();
-            let before = core
-                .has_subscribers()
-                .then(|| core.sync.crdt().get(key).cloned())
-                .flatten();
-            let delta = core.sync.mutate(|c, _| c.remove(key));
-            let removed = delta
-                .as_causal()
-                .store()
-                .iter()
-                .next()
-                .map(|(k, _)| k.clone());
-            let known = removed.as_ref().map(|k| (k, before));
-            self.shared.after_local(&mut core, &delta, known)
-        };
-        self.shared.await_commit(seq).await
+        return Err(ReplicaError::NameMismatch {
+            replica: options.name.clone(),
+            storage: stored.to_owned(),
+        });
     }
-
-    /// The value of `key`.
-    pub fn get<Q>(&self, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.shared.lock().sync.crdt().get(key).cloned()
-    }
-
-    /// A copy of the whole map.
-    pub fn to_map(&self) -> HashMap<K, V> {
-        let core = self.shared.lock();
-        core.sync
-            .crdt()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
-
-    /// How many keys are present.
-    pub fn len(&self) -> usize {
-        self.shared.lock().sync.crdt().len()
-    }
-
-    /// True when no key is present.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// The committer: one thread per replica with storage, so an fsync never blocks the async
-/// runtime, and writes that arrive during one commit share the next (group commit).
-fn spawn_committer<C: MapView>(
-    shared: Arc<Shared<C>>,
-    woken: std::sync::mpsc::Receiver<()>,
-) -> Result<std::thread::JoinHandle<()>, ReplicaError> {
-    std::thread::Builder::new()
-        .name(format!("herd-commit-{}", shared.name))
-        .spawn(move || {
-            /// Marks the committer gone however the thread ends (return or unwind), so no
-            /// writer waits forever for a commit that will not come.
-            struct Closed<C: MapView>(Arc<Shared<C>>);
-            impl<C: MapView> Drop for Closed<C> {
-                fn drop(&mut self) {
-                    self.0.committed.send_modify(|c| c.closed = true);
-                }
-            }
-            let _closed = Closed(shared.clone());
-            loop {
-                let closed = woken.recv().is_err();
-                let stopping = closed || shared.stopping.load(Ordering::SeqCst);
-                if shared.committed.borrow().failed.is_none() {
-                    let result = shared.commit_once().and_then(|_| {
-                        if let (true, Some(s)) = (stopping, &shared.storage) {
-                            s.flush()?;
-                        }
-                        Ok(())
-                    });
-                    if let Err(e) = result {
-                        tracing::error!(replica = %shared.name, error = %e, "storage commit failed");
-                        shared
-                            .committed
-                            .send_modify(|c| c.failed = Some(e.to_string()));
-                    }
-                }
-                if stopping {
-                    return;
-                }
-            }
-        })
-        .map_err(|e| ReplicaError::Actor(format!("committer thread: {e}")))
+    Ok(storage)
 }

@@ -1,6 +1,8 @@
 //! How a replica is configured.
 
-use crate::storage::Storage;
+use crate::storage::{RedbConfig, Storage};
+use ractor::ActorCell;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,16 +21,35 @@ pub enum Ack {
     Applied,
 }
 
+/// How many neighbours must acknowledge a write before the write call returns (Akka's
+/// `WriteLocal` / `WriteMajority` / `WriteAll`). Whatever the concern, a write is applied
+/// locally first and spreads to every neighbour in time; the concern only says how long the
+/// caller waits, and a timeout is [`ReplicaError::NotAcknowledged`](super::ReplicaError),
+/// not a failed write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteConcern {
+    /// Return once the write is local (and durable, per [`Ack`]). The default.
+    #[default]
+    Local,
+    /// Wait until a majority of the group (this node and its neighbours) has the write: with
+    /// `n` neighbours, `(n + 1) / 2` of them must acknowledge it.
+    Majority(Duration),
+    /// Wait until every neighbour has acknowledged the write.
+    All(Duration),
+}
+
 /// Options of a replica, with their defaults.
 ///
 /// ```
 /// use herd::replica::{Ack, ReplicaOptions};
-/// use herd::storage::MemoryStorage;
+/// use herd::storage::RedbConfig;
 /// use std::time::Duration;
 ///
+/// let dir = tempfile::tempdir().unwrap();
 /// let options = ReplicaOptions::new("config")
 ///     .sync_interval(Duration::from_millis(20))
-///     .storage(MemoryStorage::new())
+///     // The store is the file `config.redb` in `dir`: the name is given once.
+///     .redb(dir.path(), RedbConfig::durable())
 ///     .ack(Ack::Applied);
 /// assert_eq!(options.name, "config");
 /// ```
@@ -36,20 +57,32 @@ pub enum Ack {
 #[non_exhaustive]
 pub struct ReplicaOptions {
     /// The replica's name: replicas of the same name on different nodes replicate each other.
-    /// It also names the replica's storage file.
+    /// With [`redb`](Self::redb) it also names the storage file; a store given with
+    /// [`storage`](Self::storage) must have been opened for the same name.
     pub name: String,
     /// How often deltas and digests are sent to neighbours. Default 50 ms. A shorter interval
     /// lowers convergence latency and raises idle traffic (one 16-byte digest per neighbour per
     /// interval when converged).
     pub sync_interval: Duration,
-    /// The largest sync message, in bytes. Default 1 MiB. A larger divergence is repaired in
-    /// several messages; a single write larger than this is refused.
+    /// The largest sync message, in bytes. Default 1 MiB, at least 1 KiB. A larger
+    /// divergence is repaired in several messages; a single write larger than this is
+    /// refused. With [`Replica::start`](super::Replica::start) it must not exceed the node's
+    /// `max_message_size`.
     pub max_sync_size: usize,
     /// Where the state lives across restarts; `None` (the default) keeps it in memory only, like
     /// DeltaCrdt. Use [`RedbStorage`](crate::storage::RedbStorage) for the durable default.
     pub storage: Option<Arc<dyn Storage>>,
     /// When writes return; default [`Ack::Durable`]. Ignored without storage.
     pub ack: Ack,
+    /// How many neighbours a write waits for; default [`WriteConcern::Local`] (none).
+    pub write_concern: WriteConcern,
+    /// Diff batches a subscriber may have queued before it is marked lagged (see
+    /// [`Update::Lagged`](super::Update::Lagged)). Default 1,024.
+    pub subscription_capacity: usize,
+    /// The actor to link the replica's actor to, as its supervisor; default none.
+    pub supervisor: Option<ActorCell>,
+    /// A redb store to open at start, under this directory, named after the replica.
+    redb: Option<(PathBuf, RedbConfig)>,
 }
 
 impl ReplicaOptions {
@@ -61,7 +94,48 @@ impl ReplicaOptions {
             max_sync_size: 1 << 20,
             storage: None,
             ack: Ack::Durable,
+            write_concern: WriteConcern::Local,
+            subscription_capacity: 1024,
+            supervisor: None,
+            redb: None,
         }
+    }
+
+    /// Keeps the state in a [`RedbStorage`](crate::storage::RedbStorage) file named after the
+    /// replica, `<data_dir>/<name>.redb`, opened when the replica starts.
+    #[must_use]
+    pub fn redb(mut self, data_dir: impl Into<PathBuf>, config: RedbConfig) -> Self {
+        self.redb = Some((data_dir.into(), config));
+        self.storage = None;
+        self
+    }
+
+    /// The redb store to open at start, if [`redb`](Self::redb) was called.
+    pub(crate) fn redb_spec(&self) -> Option<&(PathBuf, RedbConfig)> {
+        self.redb.as_ref()
+    }
+
+    /// Sets [`write_concern`](Self::write_concern).
+    #[must_use]
+    pub fn write_concern(mut self, concern: WriteConcern) -> Self {
+        self.write_concern = concern;
+        self
+    }
+
+    /// Sets [`subscription_capacity`](Self::subscription_capacity) (at least 1).
+    #[must_use]
+    pub fn subscription_capacity(mut self, batches: usize) -> Self {
+        self.subscription_capacity = batches.max(1);
+        self
+    }
+
+    /// Links the replica's actor to `supervisor` (see [`ractor::Actor::spawn_linked`]): the
+    /// supervisor is told when the replica's actor fails or stops, and the replica's actor is
+    /// stopped with it.
+    #[must_use]
+    pub fn supervisor(mut self, supervisor: ActorCell) -> Self {
+        self.supervisor = Some(supervisor);
+        self
     }
 
     /// Sets [`sync_interval`](Self::sync_interval) (at least 1 ms).
@@ -78,17 +152,21 @@ impl ReplicaOptions {
         self
     }
 
-    /// Keeps the state in `storage`.
+    /// Keeps the state in `storage`. A store opened for a replica of another name (see
+    /// [`Storage::replica_name`]) makes the start fail with
+    /// [`ReplicaError::NameMismatch`](super::ReplicaError::NameMismatch).
     #[must_use]
     pub fn storage(mut self, storage: impl Storage + 'static) -> Self {
         self.storage = Some(Arc::new(storage));
+        self.redb = None;
         self
     }
 
-    /// Keeps the state in a shared `storage`.
+    /// Keeps the state in a shared `storage` (see [`storage`](Self::storage)).
     #[must_use]
     pub fn shared_storage(mut self, storage: Arc<dyn Storage>) -> Self {
         self.storage = Some(storage);
+        self.redb = None;
         self
     }
 
@@ -107,7 +185,14 @@ impl std::fmt::Debug for ReplicaOptions {
             .field("sync_interval", &self.sync_interval)
             .field("max_sync_size", &self.max_sync_size)
             .field("storage", &self.storage.as_ref().map(|_| "dyn Storage"))
+            .field("redb", &self.redb)
             .field("ack", &self.ack)
+            .field("write_concern", &self.write_concern)
+            .field("subscription_capacity", &self.subscription_capacity)
+            .field(
+                "supervisor",
+                &self.supervisor.as_ref().map(ActorCell::get_id),
+            )
             .finish()
     }
 }

@@ -2,31 +2,35 @@
 //!
 //! # Why a lock and not the mailbox
 //! Every call could go through the actor's mailbox, as DeltaCrdt's do through its GenServer.
-//! A mailbox round trip costs two cross-task wake-ups (measured in `benches/replica.rs`),
-//! several times the cost of the write itself, and every reader would queue behind every
-//! sync message. So reads and writes take a short, uncontended-in-practice mutex around the
-//! state instead; the actor only moves time (ticks) and bytes (neighbour messages) into it,
-//! and the committer thread moves changes out to storage. Nothing slow happens under the lock:
+//! A mailbox round trip costs two cross-task wake-ups (measured: `notes/runtime.md`, "Lock,
+//! not mailbox"), several times the cost of the write itself, and every reader would queue
+//! behind every sync message. So reads and writes take a short, uncontended-in-practice mutex
+//! around the state instead; the actor only moves time (ticks) and bytes (neighbour messages)
+//! into it, and the committer thread moves changes out to storage. Nothing slow happens under the lock:
 //! no I/O, no fsync, no network send (messages are encoded under it, sent after).
 
+use super::options::WriteConcern;
 use super::persist;
+use super::subscription::{Snapshot, Subscriber, Subscription};
 use super::view::{Diff, MapView};
-use super::{Ack, ReplicaError};
+use super::{Ack, ReplicaError, ReplicaOptions};
 use crate::clock::Hlc;
-use crate::crdt::{Crdt, DotStore, ReplicaId};
+use crate::cluster::ClusterError;
+use crate::crdt::{Crdt, ReplicaId};
 use crate::storage::Storage;
 use crate::sync::{SyncEvent, SyncState, Transmit};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 /// Where a replica's messages go: the cluster group of its name (see `cluster_glue.rs`).
 pub(crate) trait Outbox: Send + Sync {
     /// Sends one sync message to the replica of the same name on node `to`.
-    fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), String>;
+    fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), ClusterError>;
     /// Sends bytes without the cluster envelope (fault injection in tests).
-    fn send_unframed(&self, to: &str, bytes: Vec<u8>) -> Result<(), String>;
+    #[cfg(any(test, feature = "test-hooks"))]
+    fn send_unframed(&self, to: &str, bytes: Vec<u8>) -> Result<(), ClusterError>;
     /// Frames refused before reaching the replica (bad envelope, oversized).
     fn frames_rejected(&self) -> u64;
     /// Bytes sent and received through the transport, framing included.
@@ -36,7 +40,13 @@ pub(crate) trait Outbox: Send + Sync {
 }
 
 /// A batch of diffs sent to subscribers.
-pub(crate) type DiffBatch<C> = Vec<Diff<<C as crate::sync::MapCrdt>::Key, <C as MapView>::View>>;
+pub(crate) type DiffBatch<C> = Vec<Diff<<C as MapView>::Item, <C as MapView>::View>>;
+
+/// The stores some keys held before a local change, for exact diffs.
+pub(crate) type Before<C> = Vec<(
+    <C as crate::sync::MapCrdt>::Key,
+    Option<<C as crate::sync::MapCrdt>::Value>,
+)>;
 
 /// The part under the lock.
 pub(crate) struct Core<C: MapView> {
@@ -48,15 +58,26 @@ pub(crate) struct Core<C: MapView> {
     changed: bool,
     /// Sequence number of the last change; a commit covers every change up to the number it took.
     seq: u64,
-    subscribers: Vec<mpsc::UnboundedSender<DiffBatch<C>>>,
+    subscribers: Vec<Subscriber<C>>,
     /// Neighbours were set by hand: cluster membership no longer changes them.
     pub(crate) manual_neighbours: bool,
 }
 
 impl<C: MapView> Core<C> {
-    /// True when someone listens for diffs.
+    /// True when someone listens for diffs (a lagged subscriber does not, until it re-reads).
     pub(crate) fn has_subscribers(&self) -> bool {
-        !self.subscribers.is_empty()
+        self.subscribers.iter().any(Subscriber::active)
+    }
+
+    /// The stores `keys` hold now, if someone listens for diffs: taken before a local change.
+    pub(crate) fn before<'k>(&self, keys: impl IntoIterator<Item = &'k C::Key>) -> Before<C> {
+        if !self.has_subscribers() {
+            return Vec::new();
+        }
+        let store = self.sync.crdt().as_causal().store();
+        keys.into_iter()
+            .map(|k| (k.clone(), store.get(k).cloned()))
+            .collect()
     }
 
     /// The sequence number of the last change.
@@ -76,7 +97,7 @@ impl<C: MapView> Core<C> {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Committed {
     pub(crate) seq: u64,
-    pub(crate) failed: Option<String>,
+    pub(crate) failed: Option<Arc<ReplicaError>>,
     /// The committer thread is gone (stopped, or panicked): nothing later will be committed.
     pub(crate) closed: bool,
 }
@@ -90,13 +111,11 @@ impl Committed {
         let state = rx
             .wait_for(|c| c.seq >= seq || c.failed.is_some() || c.closed)
             .await
-            .map_err(|_| ReplicaError::Actor("committer stopped".into()))?;
+            .map_err(|_| ReplicaError::Stopped)?;
         match &state.failed {
             _ if state.seq >= seq => Ok(()),
             Some(e) => Err(ReplicaError::StorageFailed(e.clone())),
-            None => Err(ReplicaError::Actor(
-                "replica stopped: write not stored".into(),
-            )),
+            None => Err(ReplicaError::Stopped),
         }
     }
 }
@@ -117,6 +136,12 @@ pub(crate) struct Shared<C: MapView> {
     pub(crate) commits: AtomicU64,
     pub(crate) send_errors: AtomicU64,
     pub(crate) max_sync_size: usize,
+    pub(crate) write_concern: WriteConcern,
+    pub(crate) subscription_capacity: usize,
+    /// Woken after every message from a neighbour (acknowledgements arrive as messages).
+    pub(crate) acks: Notify,
+    /// The transport was left (once).
+    outbox_closed: AtomicBool,
 }
 
 /// Milliseconds since the Unix epoch, for the hybrid logical clock.
@@ -127,16 +152,13 @@ pub(crate) fn wall_ms() -> u64 {
 }
 
 impl<C: MapView> Shared<C> {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        name: String,
+        options: &ReplicaOptions,
         sync: SyncState<C, String>,
         hlc: Hlc,
         restored: bool,
-        ack: Ack,
         storage: Option<Arc<dyn Storage>>,
         wake: Option<std::sync::mpsc::SyncSender<()>>,
-        max_sync_size: usize,
     ) -> Self {
         let id = sync.id();
         Shared {
@@ -149,10 +171,10 @@ impl<C: MapView> Shared<C> {
                 subscribers: Vec::new(),
                 manual_neighbours: false,
             }),
-            name,
+            name: options.name.clone(),
             id,
             restored,
-            ack,
+            ack: options.ack,
             storage,
             committed: watch::channel(Committed::default()).0,
             wake,
@@ -160,7 +182,20 @@ impl<C: MapView> Shared<C> {
             outbox: OnceLock::new(),
             commits: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
-            max_sync_size,
+            max_sync_size: options.max_sync_size,
+            write_concern: options.write_concern,
+            subscription_capacity: options.subscription_capacity,
+            acks: Notify::new(),
+            outbox_closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Leaves the transport, once.
+    pub(crate) async fn close_outbox(&self) {
+        if let Some(outbox) = self.outbox.get()
+            && !self.outbox_closed.swap(true, Ordering::SeqCst)
+        {
+            outbox.close().await;
         }
     }
 
@@ -172,47 +207,18 @@ impl<C: MapView> Shared<C> {
     }
 
     /// Applies a local change made under `core`: records it for storage and subscribers.
-    /// `before` is the visible value of `key` before the change, when the caller knew which key
-    /// it would touch (`put`, `delete`); otherwise diffs are derived from the delta. Returns the
-    /// change's sequence number.
-    pub(crate) fn after_local(
-        &self,
-        core: &mut Core<C>,
-        delta: &C,
-        known_before: Option<(&C::Key, Option<C::View>)>,
-    ) -> u64 {
+    /// `before` holds, when someone listens for diffs, the store of every key the change may
+    /// touch as it was before (see [`Core::before`]). Returns the change's sequence number.
+    pub(crate) fn after_local(&self, core: &mut Core<C>, delta: &C, before: Before<C>) -> u64 {
         let causal = delta.as_causal();
         if causal.is_bottom() {
             return core.seq;
         }
-        if !core.subscribers.is_empty() {
-            // Without the value from before, a delta that removed more dots than it added
-            // replaced something: the change is an update (or a removal), else an add.
-            let mut alive = 0u64;
-            causal.store().for_each_dot(&mut |_| alive += 1);
-            let replaced = causal.context().dot_count() > alive;
+        if !before.is_empty() {
             let state = core.sync.crdt().as_causal().store();
             let mut diffs = Vec::new();
-            for (key, _) in causal.store().iter() {
-                let after = state.get(key).and_then(C::view);
-                let diff = match &known_before {
-                    Some((k, before)) if *k == key => {
-                        Diff::between(key.clone(), before.clone(), after)
-                    }
-                    _ => match after {
-                        Some(value) if replaced => Some(Diff::Updated {
-                            key: key.clone(),
-                            value,
-                        }),
-                        Some(value) => Some(Diff::Added {
-                            key: key.clone(),
-                            value,
-                        }),
-                        None if replaced => Some(Diff::Removed { key: key.clone() }),
-                        None => None,
-                    },
-                };
-                diffs.extend(diff);
+            for (key, was) in &before {
+                C::diff(key, was.as_ref(), state.get(key), &mut diffs);
             }
             publish(core, diffs);
         }
@@ -239,13 +245,10 @@ impl<C: MapView> Shared<C> {
                 SyncEvent::ChangedFrom(changes) => {
                     observe_clocks(core, changes.iter().map(|(k, _)| k));
                     let state = core.sync.crdt().as_causal().store();
-                    let diffs: Vec<_> = changes
-                        .iter()
-                        .filter_map(|(key, before)| {
-                            let after = state.get(key).and_then(C::view);
-                            Diff::between(key.clone(), before.as_ref().and_then(C::view), after)
-                        })
-                        .collect();
+                    let mut diffs = Vec::new();
+                    for (key, before) in &changes {
+                        C::diff(key, before.as_ref(), state.get(key), &mut diffs);
+                    }
                     if self.storage.is_some() {
                         core.dirty.extend(changes.into_iter().map(|(k, _)| k));
                     }
@@ -262,13 +265,25 @@ impl<C: MapView> Shared<C> {
         out
     }
 
-    /// Adds a subscriber; turns on the sync layer's capture of previous values.
-    pub(crate) fn subscribe(&self) -> mpsc::UnboundedReceiver<DiffBatch<C>> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// Adds a subscriber with room for `capacity` batches, and returns it with the visible
+    /// state it starts from (taken under the same lock, so no diff is lost or doubled); turns
+    /// on the sync layer's capture of previous values.
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        capacity: usize,
+        with_snapshot: bool,
+    ) -> (Snapshot<C>, Subscription<C>) {
+        let (subscriber, subscription) = Subscription::pair(capacity, self);
         let mut core = self.lock();
-        core.subscribers.push(tx);
+        let state = if with_snapshot {
+            snapshot(&core)
+        } else {
+            Snapshot::<C>::new()
+        };
+        core.subscribers.retain(|s| !s.closed());
+        core.subscribers.push(subscriber);
         core.sync.track_previous(true);
-        rx
+        (state, subscription)
     }
 
     /// Sends messages to neighbours; failures are counted (the protocol resends or repairs).
@@ -320,9 +335,7 @@ impl<C: MapView> Shared<C> {
         let mut rx = self.committed.subscribe();
         Committed::wait(&mut rx, seq).await?;
         if !storage.durable_on_apply() {
-            tokio::task::spawn_blocking(move || storage.flush())
-                .await
-                .map_err(|e| ReplicaError::Actor(e.to_string()))??;
+            tokio::task::spawn_blocking(move || storage.flush()).await??;
         }
         Ok(())
     }
@@ -343,6 +356,7 @@ impl<C: MapView> Shared<C> {
             dedup(&mut keys);
             (persist::batch_for(core.sync.crdt(), &keys)?, core.seq)
         };
+        let _span = tracing::debug_span!("commit", replica = %self.name, seq).entered();
         storage.apply(&batch)?;
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.committed.send_modify(|c| c.seq = c.seq.max(seq));
@@ -370,16 +384,29 @@ fn publish<C: MapView>(core: &mut Core<C>, diffs: DiffBatch<C>) {
     if diffs.is_empty() {
         return;
     }
-    core.subscribers.retain(|s| !s.is_closed());
+    core.subscribers.retain(|s| !s.closed());
     if let Some((last, rest)) = core.subscribers.split_last() {
         for s in rest {
-            let _ = s.send(diffs.clone());
+            if s.active() {
+                s.offer(diffs.clone());
+            }
         }
-        let _ = last.send(diffs);
+        last.offer(diffs);
     }
     if core.subscribers.is_empty() {
         core.sync.track_previous(false);
     }
+}
+
+/// The visible state: every item and its value.
+pub(crate) fn snapshot<C: MapView>(core: &Core<C>) -> Snapshot<C> {
+    let mut out = Snapshot::<C>::new();
+    for (key, store) in core.sync.crdt().as_causal().store().iter() {
+        C::visit(key, store, &mut |item, value| {
+            out.insert(item, value);
+        });
+    }
+    out
 }
 
 fn dedup<K: std::hash::Hash + Eq + Clone>(keys: &mut Vec<K>) {

@@ -4,6 +4,7 @@
 use super::actor::ReplicaMsg;
 use super::shared::Outbox;
 use super::{MapView, Replica};
+use crate::cluster::ClusterError;
 use ractor::ActorRef;
 use std::sync::Arc;
 
@@ -14,15 +15,18 @@ struct Loop {
 }
 
 impl Outbox for Loop {
-    fn send(&self, _to: &str, bytes: Vec<u8>) -> Result<(), String> {
+    fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), ClusterError> {
         self.to
             .cast(ReplicaMsg::Inbound {
                 from: self.from.clone(),
                 bytes,
             })
-            .map_err(|e| e.to_string())
+            .map_err(|e| ClusterError::Send {
+                node: to.to_string(),
+                reason: e.to_string(),
+            })
     }
-    fn send_unframed(&self, to: &str, bytes: Vec<u8>) -> Result<(), String> {
+    fn send_unframed(&self, to: &str, bytes: Vec<u8>) -> Result<(), ClusterError> {
         self.send(to, bytes)
     }
     fn frames_rejected(&self) -> u64 {
@@ -41,7 +45,7 @@ pub(crate) fn wire<C: MapView>(a: &Replica<C>, a_name: &str, b: &Replica<C>, b_n
     for (me, other, name, other_name) in [(a, b, a_name, b_name), (b, a, b_name, a_name)] {
         me.attach(Arc::new(Loop {
             from: name.into(),
-            to: other.actor().clone(),
+            to: other.actor_ref().clone(),
         }));
         me.set_neighbours([other_name.to_string()]);
     }

@@ -5,11 +5,16 @@
 use super::actor::ReplicaMsg;
 use super::shared::Outbox;
 use super::*;
+use crate::cluster::ClusterError;
 use crate::storage::{MemoryStorage, Storage, WriteBatch};
 use ractor::ActorRef;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::{Instant, timeout};
+
+mod lifecycle;
+mod subscriptions;
+mod typed;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -20,15 +25,21 @@ struct Loop {
 }
 
 impl Outbox for Loop {
-    fn send(&self, _to: &str, bytes: Vec<u8>) -> Result<(), String> {
-        let to = self.to.lock().unwrap().clone().ok_or("not wired")?;
-        to.cast(ReplicaMsg::Inbound {
-            from: self.from.clone(),
-            bytes,
-        })
-        .map_err(|e| e.to_string())
+    fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), ClusterError> {
+        let not_sent = |reason: String| ClusterError::Send {
+            node: to.to_string(),
+            reason,
+        };
+        let actor = self.to.lock().unwrap().clone();
+        let actor = actor.ok_or_else(|| not_sent("not wired".into()))?;
+        actor
+            .cast(ReplicaMsg::Inbound {
+                from: self.from.clone(),
+                bytes,
+            })
+            .map_err(|e| not_sent(e.to_string()))
     }
-    fn send_unframed(&self, to: &str, bytes: Vec<u8>) -> Result<(), String> {
+    fn send_unframed(&self, to: &str, bytes: Vec<u8>) -> Result<(), ClusterError> {
         self.send(to, bytes)
     }
     fn frames_rejected(&self) -> u64 {
@@ -48,16 +59,26 @@ fn options(name: &str) -> ReplicaOptions {
 
 /// Two replicas "a" and "b" wired to each other as neighbours.
 async fn pair() -> (Kv, Kv) {
-    let a = Kv::start_local(options("kv")).await.unwrap();
-    let b = Kv::start_local(options("kv")).await.unwrap();
-    for (me, other, name, other_name) in [(&a, &b, "a", "b"), (&b, &a, "b", "a")] {
+    pair_of().await
+}
+
+/// Two replicas of any type, "a" and "b", wired to each other as neighbours.
+async fn pair_of<C: MapView>() -> (Replica<C>, Replica<C>) {
+    let a = Replica::start_local(options("kv")).await.unwrap();
+    let b = Replica::start_local(options("kv")).await.unwrap();
+    wire_pair(&a, &b);
+    (a, b)
+}
+
+/// Makes `a` and `b` neighbours of each other (as nodes "a" and "b").
+fn wire_pair<C: MapView>(a: &Replica<C>, b: &Replica<C>) {
+    for (me, other, name, other_name) in [(a, b, "a", "b"), (b, a, "b", "a")] {
         me.attach(Arc::new(Loop {
             from: name.into(),
-            to: Mutex::new(Some(other.actor().clone())),
+            to: Mutex::new(Some(other.actor_ref().clone())),
         }));
         me.set_neighbours([other_name.to_string()]);
     }
-    (a, b)
 }
 
 async fn until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -65,6 +86,14 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     while !cond() {
         assert!(Instant::now() < end, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The diffs of the next update (which must not be a lag).
+async fn next_diffs<C: MapView>(sub: &mut Subscription<C>) -> Vec<Diff<C::Item, C::View>> {
+    match timeout(DEADLINE, sub.recv()).await {
+        Ok(Some(Update::Diffs(diffs))) => diffs,
+        other => panic!("expected diffs, got {other:?}"),
     }
 }
 
@@ -100,7 +129,7 @@ async fn local_diffs_report_only_visible_changes() {
     kv.put(s("end"), s("x")).await.unwrap();
     let mut got = Vec::new();
     while got.len() < 4 {
-        got.extend(timeout(DEADLINE, diffs.recv()).await.unwrap().unwrap());
+        got.extend(next_diffs(&mut diffs).await);
     }
     assert_eq!(
         got,
@@ -135,7 +164,7 @@ async fn generic_mutate_reports_adds_and_updates() {
     kv.mutate(|m, _, _| m.remove("k")).await.unwrap();
     let mut got = Vec::new();
     while got.len() < 3 {
-        got.extend(timeout(DEADLINE, diffs.recv()).await.unwrap().unwrap());
+        got.extend(next_diffs(&mut diffs).await);
     }
     assert_eq!(
         got,
@@ -172,7 +201,7 @@ async fn two_replicas_converge_and_publish_remote_diffs() {
     // k7 at all if the add and the remove arrived in one delta group).
     let mut seen = std::collections::HashMap::new();
     while seen.len() < 200 {
-        for d in timeout(DEADLINE, b_diffs.recv()).await.unwrap().unwrap() {
+        for d in next_diffs(&mut b_diffs).await {
             match d {
                 Diff::Added { key, value } | Diff::Updated { key, value } => {
                     seen.insert(key, Some(value))
@@ -357,7 +386,7 @@ async fn put_many_is_one_commit_and_reports_each_key() {
     assert_eq!(kv.stats().storage_commits, commits + 1);
     let mut got = Vec::new();
     while got.len() < 100 {
-        got.extend(timeout(DEADLINE, diffs.recv()).await.unwrap().unwrap());
+        got.extend(next_diffs(&mut diffs).await);
     }
     assert_eq!(
         got.iter()
@@ -425,7 +454,7 @@ impl Storage for Stalling {
 fn wire(me: &Kv, my_name: &str, other: &Kv, other_name: &str) -> Arc<Loop> {
     let l = Arc::new(Loop {
         from: my_name.into(),
-        to: Mutex::new(Some(other.actor().clone())),
+        to: Mutex::new(Some(other.actor_ref().clone())),
     });
     me.attach(l.clone());
     me.set_neighbours([other_name.to_string()]);
@@ -461,14 +490,14 @@ async fn nothing_is_sent_before_it_is_durable_so_a_crash_cannot_reuse_a_dot() {
     store.crashed.store(true, SeqCst);
     store.hold.store(false, SeqCst);
     assert!(pending.await.unwrap().is_err(), "k1 was never stored");
-    a.actor().stop(None);
+    a.actor_ref().stop(None);
 
     // Restart on what the disk holds; a durable write is acknowledged.
     let a2 = Kv::start_local(options("kv").storage(store.inner.clone()))
         .await
         .unwrap();
     assert_eq!(a2.id(), a.id());
-    *lb.to.lock().unwrap() = Some(a2.actor().clone());
+    *lb.to.lock().unwrap() = Some(a2.actor_ref().clone());
     let _la2 = wire(&a2, "a", &b, "b");
     a2.put(s("k2"), s("v2")).await.unwrap();
     until("convergence", || {
@@ -488,7 +517,7 @@ async fn a_durable_put_after_stop_fails_instead_of_hanging() {
     let other = kv.clone();
     kv.stop().await.unwrap();
     let r = timeout(DEADLINE, other.put(s("k"), s("v"))).await;
-    assert!(matches!(r, Ok(Err(ReplicaError::Actor(_)))), "{r:?}");
+    assert!(matches!(r, Ok(Err(ReplicaError::Stopped))), "{r:?}");
 }
 
 /// A store whose engine panics on every commit.

@@ -1,27 +1,74 @@
-//! What subscribers see: the visible value under each key, and diffs between two of them.
+//! What subscribers see: the visible items of each key, and diffs between two states of a key.
 
 use crate::clock::Timestamp;
-use crate::crdt::{AwLwwMap, DotFun, DotSet, Lww, OrSet};
 use crate::sync::MapCrdt;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 
-/// A map CRDT whose per-key dot store has a visible value: what `get` returns and what
-/// subscribers are told about.
+/// A map CRDT whose per-key dot stores have visible items: what subscribers are told about and
+/// what a snapshot holds.
+///
+/// For flat maps an item is a key and its value; for a [`Document`](crate::crdt::Document) an
+/// item is a leaf: its [`Path`](crate::crdt::Path) and value, so a diff names the field that
+/// changed rather than the whole top-level field.
 pub trait MapView:
     MapCrdt<Key: Send + Sync + 'static, Value: Send + Sync + 'static> + Default + Send + Sync + 'static
 {
-    /// The visible value under a key.
+    /// What a diff names: a key, or a path inside one.
+    type Item: Clone + Eq + Hash + Debug + Send + Sync + 'static;
+    /// The visible value of an item.
     type View: Clone + PartialEq + Debug + Send + Sync + 'static;
-    /// The visible value of a key's store; `None` when the key is absent.
-    fn view(store: &Self::Value) -> Option<Self::View>;
+
+    /// Calls `f` with every visible item of `key`'s store.
+    fn visit(key: &Self::Key, store: &Self::Value, f: &mut dyn FnMut(Self::Item, Self::View));
+
+    /// Appends to `out` the diffs of `key` from store `before` to store `after` (`None`:
+    /// absent). The default compares the visible items of both.
+    fn diff(
+        key: &Self::Key,
+        before: Option<&Self::Value>,
+        after: Option<&Self::Value>,
+        out: &mut Vec<Diff<Self::Item, Self::View>>,
+    ) {
+        let items = |store: Option<&Self::Value>| {
+            let mut items = Vec::new();
+            if let Some(s) = store {
+                Self::visit(key, s, &mut |i, v| items.push((i, v)));
+            }
+            items
+        };
+        let (mut before, mut after) = (items(before), items(after));
+        match (before.len(), after.len()) {
+            // The common case (at most one item per key): no map needed.
+            (b, a) if b <= 1 && a <= 1 => match (before.pop(), after.pop()) {
+                (Some((old, _)), Some((key, value))) if old != key => {
+                    out.push(Diff::Removed { key: old });
+                    out.push(Diff::Added { key, value });
+                }
+                (Some((key, was)), now) => {
+                    out.extend(Diff::between(key, Some(was), now.map(|(_, v)| v)));
+                }
+                (None, Some((key, value))) => out.push(Diff::Added { key, value }),
+                (None, None) => {}
+            },
+            _ => {
+                let mut old: HashMap<Self::Item, Self::View> = before.into_iter().collect();
+                for (item, value) in after {
+                    let was = old.remove(&item);
+                    out.extend(Diff::between(item, was, Some(value)));
+                }
+                out.extend(old.into_keys().map(|key| Diff::Removed { key }));
+            }
+        }
+    }
+
     /// The greatest hybrid-logical-clock timestamp stored, so a restarted replica's clock
     /// never goes back. `None` for types without timestamps.
     fn max_timestamp(&self) -> Option<Timestamp> {
         None
     }
+
     /// The greatest timestamp in one key's store, so the replica's clock can observe
     /// timestamps that arrive from neighbours. `None` for types without timestamps.
     fn store_timestamp(store: &Self::Value) -> Option<Timestamp> {
@@ -30,71 +77,65 @@ pub trait MapView:
     }
 }
 
-impl<K, V> MapView for AwLwwMap<K, V>
-where
-    K: Hash + Eq + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static,
-    V: Clone + PartialEq + Debug + Serialize + DeserializeOwned + Send + Sync + 'static,
-{
-    type View = V;
-    fn view(store: &DotFun<Lww<V>>) -> Option<V> {
-        store
-            .max_by_key(crate::crdt::aw_lww_map::rank)
-            .map(|(_, e)| e.value.clone())
-    }
-    fn max_timestamp(&self) -> Option<Timestamp> {
-        AwLwwMap::max_timestamp(self)
-    }
-    fn store_timestamp(store: &DotFun<Lww<V>>) -> Option<Timestamp> {
-        store.iter().map(|(_, e)| e.ts).max()
-    }
-}
-
-impl<T> MapView for OrSet<T>
-where
-    T: Hash + Eq + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static,
-{
-    type View = ();
-    fn view(store: &DotSet) -> Option<()> {
-        (!store.is_empty()).then_some(())
-    }
-}
-
-/// One change to a key, as a subscriber sees it. Only changes of the visible value are
+/// One change to an item, as a subscriber sees it. Only changes of the visible value are
 /// reported: a write that leaves it as it was (a concurrent loser arriving, the same value
-/// written again through `put`) produces no diff.
+/// written again) produces no diff.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Diff<K, V> {
-    /// The key was absent and now holds `value`.
+pub enum Diff<I, V> {
+    /// The item was absent and now holds `value`.
     Added {
-        /// The key.
-        key: K,
+        /// The key (or path).
+        key: I,
         /// Its value now.
         value: V,
     },
-    /// The key's value changed to `value`.
+    /// The item's value changed to `value`.
     Updated {
-        /// The key.
-        key: K,
+        /// The key (or path).
+        key: I,
         /// Its value now.
         value: V,
     },
-    /// The key was removed.
+    /// The item was removed.
     Removed {
-        /// The key.
-        key: K,
+        /// The key (or path).
+        key: I,
     },
 }
 
-impl<K, V> Diff<K, V> {
-    /// The key the diff is about.
-    pub fn key(&self) -> &K {
+impl<I, V> Diff<I, V> {
+    /// The key (or path) the diff is about.
+    pub fn key(&self) -> &I {
         match self {
             Diff::Added { key, .. } | Diff::Updated { key, .. } | Diff::Removed { key } => key,
         }
     }
 
-    /// The diff from `before` to `after` of one key, if the visible value changed.
-    pub(crate) fn between(key: K, before: Option<V>, after: Option<V>) -> Option<Self>
+    /// The value after the change; `None` for a removal.
+    pub fn value(&self) -> Option<&V> {
+        match self {
+            Diff::Added { value, .. } | Diff::Updated { value, .. } => Some(value),
+            Diff::Removed { .. } => None,
+        }
+    }
+
+    /// Applies the diff to a copy of the visible state (a [`Snapshot`](super::Snapshot)).
+    pub fn apply_to(self, state: &mut HashMap<I, V>)
+    where
+        I: Hash + Eq,
+    {
+        match self {
+            Diff::Added { key, value } | Diff::Updated { key, value } => {
+                state.insert(key, value);
+            }
+            Diff::Removed { key } => {
+                state.remove(&key);
+            }
+        }
+    }
+
+    /// The diff from `before` to `after` of one item, if the visible value changed.
+    pub(crate) fn between(key: I, before: Option<V>, after: Option<V>) -> Option<Self>
     where
         V: PartialEq,
     {

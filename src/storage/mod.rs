@@ -159,6 +159,13 @@ pub trait Storage: Send + Sync {
     fn durable_on_apply(&self) -> bool {
         true
     }
+
+    /// The name of the replica this store was opened for, if it was opened for one (a
+    /// [`RedbStorage`] file is named after its replica). A replica refuses to start on a store
+    /// of another name, so the name given to the store and to the replica cannot disagree.
+    fn replica_name(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl<S: Storage + ?Sized> Storage for Arc<S> {
@@ -177,6 +184,9 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     fn durable_on_apply(&self) -> bool {
         (**self).durable_on_apply()
     }
+    fn replica_name(&self) -> Option<&str> {
+        (**self).replica_name()
+    }
 }
 
 impl<S: Storage + ?Sized> Storage for Box<S> {
@@ -194,6 +204,9 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
     }
     fn durable_on_apply(&self) -> bool {
         (**self).durable_on_apply()
+    }
+    fn replica_name(&self) -> Option<&str> {
+        (**self).replica_name()
     }
 }
 

@@ -139,6 +139,8 @@ pub struct RedbStorage {
 struct Shared {
     db: Database,
     path: PathBuf,
+    /// The replica the file is named after.
+    name: String,
     write_behind: bool,
     /// Set after a non-durable commit, cleared by the sync that covers it.
     unsynced: AtomicBool,
@@ -154,6 +156,10 @@ struct Syncer {
 impl RedbStorage {
     /// Opens the store of replica `name` under `data_dir`, creating the directory and an empty
     /// store (one that [`load`](Storage::load)s as `None`) if there is none.
+    ///
+    /// A replica started on it must have the same name (it refuses to start otherwise); the
+    /// usual way to get one is [`ReplicaOptions::redb`](crate::replica::ReplicaOptions::redb),
+    /// which takes the name from the replica.
     ///
     /// # Errors
     ///
@@ -176,6 +182,7 @@ impl RedbStorage {
         let shared = Arc::new(Shared {
             db,
             path,
+            name: name.to_owned(),
             write_behind,
             unsynced: AtomicBool::new(false),
             sync_lock: Mutex::new(()),
@@ -249,6 +256,10 @@ impl std::fmt::Debug for RedbStorage {
 impl Storage for RedbStorage {
     fn durable_on_apply(&self) -> bool {
         !self.shared.write_behind
+    }
+
+    fn replica_name(&self) -> Option<&str> {
+        Some(&self.shared.name)
     }
 
     fn load(&self) -> Result<Option<Snapshot>, StorageError> {

@@ -34,6 +34,7 @@
 //! name writes uniquely, and a context a neighbour sends is honest. Malformed bytes are
 //! refused with a typed error and change nothing.
 
+mod acks;
 mod config;
 mod keys;
 pub(crate) mod message;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use herd::cluster::{Node, NodeConfig};
-use herd::replica::{Ack, Fault, Kv, ReplicaOptions};
+use herd::replica::{Ack, Kv, ReplicaOptions};
 use herd::storage::{RedbConfig, RedbStorage};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -222,18 +222,7 @@ impl Server {
                 };
                 await_condition(timeout, check).await
             }
-            Command::Inject { peer, fault } => {
-                let fault = match fault {
-                    FaultKind::Garbage => Fault::Garbage,
-                    FaultKind::Oversized => Fault::Oversized,
-                    FaultKind::Future => Fault::FutureVersion,
-                    FaultKind::Unframed => Fault::Unframed,
-                };
-                match self.kv.inject(&peer, fault) {
-                    Ok(()) => ok(json!({})),
-                    Err(e) => error(e, json!({})),
-                }
-            }
+            Command::Inject { peer, fault } => inject(&self.kv, &peer, fault),
             Command::Help => ok(json!({"help": protocol::HELP})),
             // Handled by the read loop; answered here only for completeness.
             Command::Quit => ok(json!({})),
@@ -246,7 +235,6 @@ impl Server {
         let mut members: Vec<String> = self
             .node
             .members()
-            .await
             .into_iter()
             .filter(|m| m != me)
             .collect();
@@ -340,6 +328,29 @@ fn millis(d: Duration) -> f64 {
 
 fn to_json(value: &impl Serialize) -> Value {
     serde_json::to_value(value).unwrap_or_else(|e| json!({"error": e.to_string()}))
+}
+
+/// Sends a malformed frame to `peer` (the tests' fault injection; needs the `test-hooks`
+/// feature, which herd's tests turn on).
+#[cfg(feature = "test-hooks")]
+fn inject(kv: &Kv, peer: &str, fault: FaultKind) -> Value {
+    use herd::replica::Fault;
+    let fault = match fault {
+        FaultKind::Garbage => Fault::Garbage,
+        FaultKind::Oversized => Fault::Oversized,
+        FaultKind::Future => Fault::FutureVersion,
+        FaultKind::Unframed => Fault::Unframed,
+    };
+    match kv.inject(peer, fault) {
+        Ok(()) => ok(json!({})),
+        Err(e) => error(e, json!({})),
+    }
+}
+
+/// Without the `test-hooks` feature there is nothing to inject with.
+#[cfg(not(feature = "test-hooks"))]
+fn inject(_: &Kv, _: &str, _: FaultKind) -> Value {
+    error("built without the test-hooks feature", json!({}))
 }
 
 #[cfg(test)]
