@@ -77,6 +77,7 @@ pub mod cluster;
 pub mod codec;
 pub mod crdt;
 pub mod merkle;
+pub mod presence;
 pub mod replica;
 pub mod storage;
 pub mod sync;
