@@ -84,10 +84,14 @@ pub enum Slot {
 /// A record of the replicated map.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record<M> {
-    /// An incarnation started at this wall-clock time (ms since the Unix epoch).
+    /// An incarnation started at this wall-clock time (ms since the Unix epoch). Its node
+    /// writes it again, `seq` one higher, whenever a node joins its view: that is how a node
+    /// coming back tells the others that this incarnation is still the one running.
     Started {
         /// When.
         at_ms: u64,
+        /// How many times it was written before.
+        seq: u64,
     },
     /// A track's meta.
     Meta(M),
@@ -195,6 +199,9 @@ struct Inner<M: Meta> {
     replica: PresenceReplica<M>,
     node: String,
     incarnation: u64,
+    started_ms: u64,
+    /// Writes of this incarnation's record so far.
+    announced: AtomicU64,
     next_id: AtomicU64,
     view: Mutex<View<M>>,
     /// Local tracks by actor, to untrack them when the actor stops.
@@ -289,6 +296,8 @@ impl<M: Meta> Presence<M> {
             replica,
             node: node.clone(),
             incarnation,
+            started_ms: started,
+            announced: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             view: Mutex::new(view),
             by_actor: Mutex::new(HashMap::new()),
@@ -298,7 +307,10 @@ impl<M: Meta> Presence<M> {
             .replica
             .put(
                 Slot::Incarnation { node, incarnation },
-                Record::Started { at_ms: started },
+                Record::Started {
+                    at_ms: started,
+                    seq: 0,
+                },
             )
             .await?;
         let task = tokio::spawn(run(inner.clone(), diffs, died_rx));
@@ -482,7 +494,7 @@ async fn run<M: Meta>(
                 }
             },
             Some(actor) = died.recv() => untrack_actor(&inner, actor).await,
-            _ = members.tick() => on_members(&inner),
+            _ = members.tick() => on_members(&inner).await,
         }
     }
 }
@@ -500,7 +512,7 @@ async fn on_diffs<M: Meta>(inner: &Inner<M>, batch: Vec<Diff<Slot, Record<M>>>) 
                 Diff::Removed { key } => (key, None),
             };
             match (slot, record) {
-                (Slot::Incarnation { node, incarnation }, Some(Record::Started { at_ms })) => {
+                (Slot::Incarnation { node, incarnation }, Some(Record::Started { at_ms, .. })) => {
                     if *node == inner.node {
                         // This node's current incarnation is this run, whatever the clocks
                         // say; a record of a previous run goes.
@@ -514,6 +526,11 @@ async fn on_diffs<M: Meta>(inner: &Inner<M>, batch: Vec<Diff<Slot, Record<M>>>) 
                         incarnation: *incarnation,
                     };
                     rescan |= view.record_incarnation(node, now);
+                    // Written by the running incarnation since this node last saw it go:
+                    // its entries may show again.
+                    if view.current.get(node).map(|c| c.incarnation) == Some(*incarnation) {
+                        rescan |= view.confirmed.insert(node.clone());
+                    }
                 }
                 (Slot::Incarnation { node, .. }, None) if *node != inner.node => {
                     // A record went (its node removed it): decide its node's current again.
@@ -548,13 +565,42 @@ async fn on_diffs<M: Meta>(inner: &Inner<M>, batch: Vec<Diff<Slot, Record<M>>>) 
     }
 }
 
-fn on_members<M: Meta>(inner: &Inner<M>) {
+async fn on_members<M: Meta>(inner: &Inner<M>) {
     let mut live: std::collections::BTreeSet<String> =
         inner.replica.neighbours().into_iter().collect();
     live.insert(inner.node.clone());
-    if lock(&inner.view).live != live {
-        lock(&inner.view).live = live;
-        rescan_all(inner);
+    let joined = {
+        let mut view = lock(&inner.view);
+        if view.live == live {
+            return;
+        }
+        // A node that leaves the view must confirm its incarnation again when it is back:
+        // until then its entries stay hidden (it may have restarted meanwhile).
+        let left: Vec<String> = view.live.difference(&live).cloned().collect();
+        for node in &left {
+            view.confirmed.remove(node);
+        }
+        let joined = live.difference(&view.live).next().is_some();
+        view.live = live;
+        joined
+    };
+    rescan_all(inner);
+    if joined {
+        // Tell the newcomers (and a node back from a partition) that this run is current.
+        let seq = inner.announced.fetch_add(1, Ordering::Relaxed) + 1;
+        let _ = inner
+            .replica
+            .put(
+                Slot::Incarnation {
+                    node: inner.node.clone(),
+                    incarnation: inner.incarnation,
+                },
+                Record::Started {
+                    at_ms: inner.started_ms,
+                    seq,
+                },
+            )
+            .await;
     }
 }
 
@@ -563,7 +609,7 @@ fn reread_incarnations<M: Meta>(inner: &Inner<M>) {
     let records: Vec<(String, Current)> = inner.replica.read(|map| {
         map.iter()
             .filter_map(|(slot, record)| match (slot, record) {
-                (Slot::Incarnation { node, incarnation }, Record::Started { at_ms }) => Some((
+                (Slot::Incarnation { node, incarnation }, Record::Started { at_ms, .. }) => Some((
                     node.clone(),
                     Current {
                         started_ms: *at_ms,
@@ -578,6 +624,9 @@ fn reread_incarnations<M: Meta>(inner: &Inner<M>) {
     for (node, current) in records {
         if node != inner.node {
             view.record_incarnation(&node, current);
+            // After a lag the confirmations that came meanwhile are unknown: trust the
+            // records (a restarted node's new record wins by its start time anyway).
+            view.confirmed.insert(node);
         }
     }
 }

@@ -141,14 +141,16 @@ async fn a_node_out_of_view_leaves_and_comes_back_without_duplicates() {
     assert!(is_join(&next(&mut on_b).await, "u1", "here"));
     assert_eq!(b.list("room")["u1"][0].node, "a");
 
-    let writes = a.replica().stats().messages_sent;
-    b.replica().set_neighbours(Vec::<String>::new()); // b no longer sees a
+    // A partition: each loses sight of the other.
+    a.replica().set_neighbours(Vec::<String>::new());
+    b.replica().set_neighbours(Vec::<String>::new());
     assert!(is_leave(&next(&mut on_b).await, "u1"));
     assert!(b.list("room").is_empty());
-    b.replica().set_neighbours(["a".to_string()]); // back, same incarnation
+    // Healed: a is back with the same incarnation, and says so.
+    a.replica().set_neighbours(["b".to_string()]);
+    b.replica().set_neighbours(["a".to_string()]);
     assert!(is_join(&next(&mut on_b).await, "u1", "here"));
     assert_eq!(b.list("room")["u1"].len(), 1, "no duplicate");
-    let _ = writes;
     assert!(on_b.try_recv().is_err());
     user.stop(None);
     a.stop().await.unwrap();

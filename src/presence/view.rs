@@ -3,7 +3,7 @@
 //! node is current. Nothing here writes to the replica.
 
 use super::{Placement, PresenceDiff, Record, Slot, TrackRef};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// The current incarnation of a node: the one that started last.
@@ -24,6 +24,8 @@ pub(super) struct View<M> {
     pub(super) live: BTreeSet<String>,
     /// The latest incarnation record of each node.
     pub(super) current: HashMap<String, Current>,
+    /// Nodes whose current incarnation wrote its record since this node last saw them go.
+    pub(super) confirmed: HashSet<String>,
     /// Entries visible now, with the meta subscribers were last told.
     pub(super) visible: HashMap<Slot, M>,
     pub(super) subscribers: Vec<Subscriber<M>>,
@@ -34,6 +36,7 @@ impl<M: Clone + PartialEq> View<M> {
         View {
             live: BTreeSet::from([me.to_owned()]),
             current: HashMap::new(),
+            confirmed: HashSet::from([me.to_owned()]),
             visible: HashMap::new(),
             subscribers: Vec::new(),
         }
@@ -42,6 +45,7 @@ impl<M: Clone + PartialEq> View<M> {
     /// Whether an entry of `node`'s `incarnation` shows.
     pub(super) fn shows(&self, node: &str, incarnation: u64) -> bool {
         self.live.contains(node)
+            && self.confirmed.contains(node)
             && self.current.get(node).map(|c| c.incarnation) == Some(incarnation)
     }
 

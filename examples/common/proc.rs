@@ -1,0 +1,111 @@
+//! A child process driven over its stdin and stdout, one line per command and event: what
+//! the examples, the tests across processes and the product workloads use to run nodes.
+//! Plain std (threads and channels); every wait has a deadline.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A node process and its output lines (with the instant each arrived).
+pub(crate) struct Proc {
+    pub(crate) name: String,
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<(Instant, String)>,
+    /// The address it listens on, from its `READY <address>` line.
+    pub(crate) listen: String,
+    wait: Duration,
+}
+
+impl Proc {
+    /// Runs `command` (stdout piped, stderr discarded) and waits up to `wait` for a line
+    /// containing `READY <address>`.
+    pub(crate) fn spawn(name: &str, mut command: Command, wait: Duration) -> Proc {
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = command.spawn().expect("start a node process");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send((Instant::now(), line)).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut p = Proc {
+            name: name.to_owned(),
+            child,
+            stdin,
+            lines,
+            listen: String::new(),
+            wait,
+        };
+        // A test harness may print `test ... ` before it on the same line.
+        let (_, ready) = p.next(|l| l.contains("READY "));
+        let at = ready.find("READY ").map_or(0, |i| i + "READY ".len());
+        p.listen = ready[at..].to_owned();
+        p
+    }
+
+    /// The next line `want` accepts (others are skipped), with its arrival time.
+    pub(crate) fn next(&mut self, want: impl Fn(&str) -> bool) -> (Instant, String) {
+        let end = Instant::now() + self.wait;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((at, line)) if want(&line) => return (at, line),
+                Ok(_) => {}
+                Err(_) => panic!("{}: no answer within {:?}", self.name, self.wait),
+            }
+        }
+    }
+
+    /// Every line received so far, without waiting.
+    pub(crate) fn drain(&mut self) -> Vec<(Instant, String)> {
+        std::iter::from_fn(|| self.lines.try_recv().ok()).collect()
+    }
+
+    /// Sends one command line.
+    pub(crate) fn send(&mut self, command: &str) {
+        writeln!(self.stdin, "{command}").expect("write to a node");
+        self.stdin.flush().expect("flush");
+    }
+
+    /// The next answer: `OK`, `VALUE <json>` or `ERR <why>`.
+    pub(crate) fn answer(&mut self) -> String {
+        self.next(|l| l == "OK" || l.starts_with("VALUE ") || l.starts_with("ERR "))
+            .1
+    }
+
+    /// Sends `command` and returns its answer.
+    pub(crate) fn ask(&mut self, command: &str) -> String {
+        self.send(command);
+        self.answer()
+    }
+
+    /// Sends `command` and returns the JSON of its `VALUE` answer; panics on anything else.
+    pub(crate) fn value(&mut self, command: &str) -> serde_json::Value {
+        let answer = self.ask(command);
+        let Some(json) = answer.strip_prefix("VALUE ") else {
+            panic!("{}: {command}: {answer}", self.name);
+        };
+        serde_json::from_str(json).expect("a JSON value")
+    }
+
+    /// Kills it with SIGKILL and reaps it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
