@@ -36,6 +36,14 @@ pub enum ClusterError {
         group: String,
     },
 
+    /// Group names starting with `_herd.` are reserved for herd's own use (heartbeats).
+    /// Nothing was joined.
+    #[error("group name {group:?} is reserved (names starting with `_herd.` are herd's)")]
+    ReservedGroup {
+        /// The group's name.
+        group: String,
+    },
+
     /// The group's endpoint actor could not be started.
     #[error("cannot start the endpoint of group {group:?}: {reason}")]
     Spawn {

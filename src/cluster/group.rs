@@ -17,6 +17,10 @@ use super::members::{MemberTable, endpoint_name, node_of_endpoint, pg_group};
 /// How long [`Group::leave`] waits for the endpoint to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What a graceful leave runs before the endpoint stops (a replica hands its data over).
+pub(crate) type HandoverHook =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
+
 /// What a group's `on_event` callback receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupEvent {
@@ -74,6 +78,8 @@ struct Shared {
     members: RwLock<MemberTable<ActorCell>>,
     counters: Counters,
     left: AtomicBool,
+    handover: Mutex<Option<HandoverHook>>,
+    handed_over: AtomicBool,
 }
 
 impl Shared {
@@ -206,6 +212,41 @@ impl Group {
         self.shared.members().names()
     }
 
+    /// Every member of this group including this node, sorted: the same list on every node
+    /// that sees the same membership, for products that compute placement from it.
+    pub fn all_members(&self) -> Vec<String> {
+        let mut all = self.members();
+        all.insert(self.shared.node.clone());
+        all.into_iter().collect()
+    }
+
+    /// How many remote members ractor's pg registry lists for this group right now: it may
+    /// be ahead of [`members`](Self::members), whose updates go through the endpoint's
+    /// mailbox.
+    pub(crate) fn remote_in_registry(&self) -> usize {
+        pg::get_members(&self.shared.pg_group)
+            .iter()
+            .filter(|c| !c.get_id().is_local())
+            .count()
+    }
+
+    /// Sets what a graceful leave runs before the endpoint stops.
+    pub(crate) fn set_handover(&self, hook: HandoverHook) {
+        *super::lock(&self.shared.handover) = Some(hook);
+    }
+
+    /// Runs the handover hook, once (later calls return at once).
+    pub(crate) async fn hand_over(&self) {
+        if self.shared.handed_over.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Taken, not cloned: the hook holds this group, and the cycle must end here.
+        let hook = super::lock(&self.shared.handover).take();
+        if let Some(hook) = hook {
+            hook().await;
+        }
+    }
+
     /// Message counters of this group on this node.
     pub fn stats(&self) -> GroupStats {
         let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -220,9 +261,15 @@ impl Group {
         }
     }
 
-    /// Leaves the group: stops the endpoint, so other members see this node leave. Later
-    /// sends fail with [`ClusterError::ShutDown`]. Idempotent.
+    /// Leaves the group: runs the graceful handover first (a replica on this group waits,
+    /// bounded, until its neighbours hold what it holds), then stops the endpoint, so other
+    /// members see this node leave. Later sends fail with [`ClusterError::ShutDown`].
+    /// Idempotent.
     pub async fn leave(&self) {
+        if self.shared.left.load(Ordering::Acquire) {
+            return;
+        }
+        self.hand_over().await;
         if self.shared.left.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -253,6 +300,8 @@ pub(crate) async fn start(
         members: RwLock::new(MemberTable::default()),
         counters: Counters::default(),
         left: AtomicBool::new(false),
+        handover: Mutex::new(None),
+        handed_over: AtomicBool::new(false),
     });
     let endpoint = Endpoint {
         shared: Arc::clone(&shared),

@@ -34,9 +34,21 @@
 //!
 //! # Membership
 //!
-//! - **Node level** ([`Node::members`]): the peers with at least one authenticated session. A
-//!   session closing takes a peer down only if it was the peer's last one (ractor also closes
-//!   sessions that lose its duplicate-connection election while the peer stays connected).
+//! - **Node level** ([`Node::subscribe`], [`Node::members`], [`Node::peers`]): herd's view,
+//!   not ractor's sessions. A peer is Up once a session to it authenticates; it is Down when
+//!   it announces its leave ([`DownReason::Left`], at once), when its last session closed and
+//!   none came back within the reconnect grace period ([`DownReason::ConnectionClosed`]), or
+//!   when the failure detector heard no heartbeat for `down_after` although its session is
+//!   open ([`DownReason::Unresponsive`]; herd then closes the session, so its group members
+//!   leave, and redials it). Duplicate-connection elections and quick reconnects produce no
+//!   events; for each node name Up and Down alternate. [`Node::subscribe`] returns the
+//!   current members and the stream of later [`MemberEvent`]s atomically.
+//!   [`Node::cluster_members`] and [`Group::all_members`] include this node, sorted: the same
+//!   list on every node that sees the same membership.
+//! - **Failure detection**: every node sends a tiny heartbeat to every peer every
+//!   `heartbeat_interval` (200 ms) on a reserved group (`_herd.heartbeat`), handled by its
+//!   own actor; a fixed timeout with a margin (`down_after`, 1.5 s) declares a silent peer
+//!   Down. See the `detector` module for why not phi-accrual, and [`DetectorConfig`].
 //! - **Group level** ([`Group::members`], [`GroupEvent::Members`]): each (node, group) has
 //!   one endpoint actor, registered as `herd:{group}@{node}` and a member of the pg group
 //!   `herd:{group}`. ractor_cluster mirrors pg memberships to every peer as *stand-in* actors
@@ -44,7 +56,15 @@
 //!   endpoint monitors the pg group and keeps node name -> current stand-in; it never caches a
 //!   stand-in across sessions, because a reconnect creates a new one. While the old and the new
 //!   stand-in of one node overlap, the node stays a member and messages go to the newest.
-//!   Groups only ever contain remote nodes: this node is not in its own member set.
+//!   [`Group::members`] holds remote nodes only; [`Group::all_members`] adds this one.
+//!
+//! # Graceful leave
+//!
+//! [`Node::shutdown`] first runs each group's handover (a replica waits until every
+//! neighbour has shown it holds everything the replica holds, at most
+//! [`NodeConfig::handover_timeout`]), then announces the leave on the heartbeat group and
+//! waits briefly for acknowledgements, then leaves its groups and closes its sessions.
+//! [`Group::leave`] (which `Replica::stop` calls) runs the handover too.
 //!
 //! # Messages
 //!
@@ -76,9 +96,6 @@
 //!
 //! # Not handled
 //!
-//! - **Hung peers.** A peer that stops responding without closing its socket (SIGSTOP, a
-//!   network black hole) stays a member: ractor_cluster has no pong timeout and herd has no
-//!   heartbeat yet.
 //! - **Delivery.** Sends are fire-and-forget; messages queued on a session that closes are
 //!   lost silently. The replica protocol's acks and repair rounds cover this.
 //! - **Duplicate node names.** Two live nodes with one name make sessions flap; herd does not
@@ -92,10 +109,13 @@
 //!   [`Node`]s in one process share pg groups and do not behave like two nodes.
 
 mod config;
+mod detector;
 mod envelope;
 mod error;
 mod group;
+mod heartbeat;
 mod members;
+mod membership;
 mod node;
 mod reconnect;
 mod sessions;
@@ -109,6 +129,10 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub use config::{
     DEFAULT_COOKIE, DEFAULT_MAX_MESSAGE_SIZE, MAX_NODE_NAME_LEN, NodeConfig, TlsConfig,
 };
+pub use detector::{DetectorConfig, DownReason, MemberEvent, PeerState, PeerStatus};
 pub use error::ClusterError;
+pub(crate) use group::HandoverHook;
 pub use group::{Group, GroupEvent, GroupStats};
+pub use membership::Subscription;
+pub(crate) use node::HandoverProbe;
 pub use node::{ClusterStats, Node};

@@ -15,8 +15,11 @@ use ractor_cluster::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::detector::PeerStatus;
 use super::group::{self, Group, GroupEvent};
+use super::heartbeat::{self, HEARTBEAT_GROUP, LeaveAcks, RESERVED_PREFIX};
 use super::members::node_of_peer;
+use super::membership::{Membership, Subscription};
 use super::reconnect::Dialer;
 use super::sessions::{Closed, SessionTable};
 use super::{ClusterError, NodeConfig};
@@ -39,6 +42,16 @@ pub struct ClusterStats {
     pub disconnects: u64,
     /// Dials made to restore a lost session, plus retries of the first dial to a seed.
     pub reconnect_attempts: u64,
+    /// Heartbeat messages sent (to all peers together).
+    pub heartbeats_sent: u64,
+    /// Bytes of those heartbeats, herd's envelope included (ractor's framing adds about 40
+    /// bytes per message, see the book's membership chapter).
+    pub heartbeat_bytes_sent: u64,
+    /// Heartbeat messages received.
+    pub heartbeats_received: u64,
+    /// Times the failure detector found this node itself paused (its tick came very late)
+    /// and restarted its deadlines instead of declaring peers down.
+    pub detector_pauses: u64,
 }
 
 /// The atomics behind [`ClusterStats`].
@@ -60,6 +73,7 @@ impl Counters {
             sessions_refused: r(&self.sessions_refused),
             disconnects: r(&self.disconnects),
             reconnect_attempts: r(&self.reconnect_attempts),
+            ..ClusterStats::default()
         }
     }
 }
@@ -84,6 +98,13 @@ struct Inner {
     events: Mutex<Option<JoinHandle<()>>>,
     /// Joined groups, by group name.
     pub(crate) groups: Arc<Mutex<HashMap<String, Group>>>,
+    membership: Arc<Membership>,
+    /// The reserved heartbeat group and the task beating on it.
+    heartbeats: Group,
+    beating: Mutex<Option<JoinHandle<()>>>,
+    leave_acks: Arc<LeaveAcks>,
+    leave_timeout: Duration,
+    handover_timeout: Duration,
 }
 
 impl std::fmt::Debug for Node {
@@ -100,6 +121,7 @@ impl std::fmt::Debug for Node {
 enum NodeEvent {
     Opened(NodeServerSessionInformation),
     Authenticated(NodeServerSessionInformation),
+    Ready(NodeServerSessionInformation),
     Disconnected(NodeServerSessionInformation),
 }
 
@@ -114,6 +136,9 @@ impl NodeEventSubscription for Forward {
     }
     fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
         let _ = self.0.send(NodeEvent::Authenticated(ses));
+    }
+    fn node_session_ready(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.send(NodeEvent::Ready(ses));
     }
 }
 
@@ -212,11 +237,41 @@ impl Node {
             Arc::clone(&table),
             Arc::clone(&counters),
         ));
+        let membership = Arc::new(Membership::new(config.detector));
         let events = tokio::spawn(event_loop(
             rx,
             Arc::clone(&table),
             Arc::clone(&counters),
             Arc::clone(&dialer),
+            Arc::clone(&membership),
+        ));
+        let leave_acks = Arc::new(LeaveAcks::default());
+        let hb_cell = Arc::new(std::sync::OnceLock::new());
+        let heartbeats = match group::start(
+            HEARTBEAT_GROUP,
+            &config.name,
+            config.max_message_size,
+            heartbeat::on_event(
+                Arc::clone(&membership),
+                Arc::clone(&hb_cell),
+                Arc::clone(&leave_acks),
+            ),
+            std::sync::Weak::new(),
+        )
+        .await
+        {
+            Ok(g) => g,
+            Err(e) => {
+                events.abort();
+                let _ = server.stop_and_wait(None, Some(STOP_TIMEOUT)).await;
+                return Err(e);
+            }
+        };
+        let _ = hb_cell.set(heartbeats.clone());
+        let beating = tokio::spawn(heartbeat::run(
+            Arc::clone(&membership),
+            heartbeats.clone(),
+            config.detector.heartbeat_interval,
         ));
         dialer.dial_seeds();
         tracing::info!(node = %config.name, %listen_addr, seeds = ?config.seeds, tls = config.tls.is_some(), "node started");
@@ -231,6 +286,12 @@ impl Node {
                 dialer,
                 events: Mutex::new(Some(events)),
                 groups: Arc::new(Mutex::new(HashMap::new())),
+                membership,
+                heartbeats,
+                beating: Mutex::new(Some(beating)),
+                leave_acks,
+                leave_timeout: config.leave_timeout,
+                handover_timeout: config.handover_timeout,
             }),
         })
     }
@@ -245,14 +306,75 @@ impl Node {
         self.inner.listen_addr
     }
 
-    /// Node names of live, authenticated peers, sorted.
+    /// The peers that are members in herd's view (see [`Node::subscribe`]), sorted. This
+    /// node is not included; [`Node::cluster_members`] includes it.
     pub async fn members(&self) -> Vec<String> {
-        lock(&self.inner.table).live_names()
+        self.inner.membership.members().into_iter().collect()
     }
 
-    /// Session counters since the node started.
+    /// Every member including this node, sorted: the same list on every node that sees the
+    /// same membership, for products that compute an answer from it (placement, ownership).
+    pub fn cluster_members(&self) -> Vec<String> {
+        let mut all = self.inner.membership.members();
+        all.insert(self.inner.name.clone());
+        all.into_iter().collect()
+    }
+
+    /// The current members and the stream of every later change, taken atomically: an event
+    /// is either already reflected in [`Subscription::members`] or delivered on
+    /// [`Subscription::events`], never both, never neither.
+    ///
+    /// Membership is herd's view, not ractor's sessions: a duplicate-connection election or a
+    /// reconnect within [`DetectorConfig::reconnect_grace`](super::DetectorConfig) produces no
+    /// event, and for each node name `Up` and `Down` alternate. See the book's chapter
+    /// "Membership and failure detection".
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(node: herd::cluster::Node) {
+    /// use herd::cluster::MemberEvent;
+    /// let mut sub = node.subscribe();
+    /// println!("members now: {:?}", sub.members);
+    /// while let Ok(event) = sub.events.recv().await {
+    ///     match event {
+    ///         MemberEvent::Up { node } => println!("{node} is up"),
+    ///         MemberEvent::Down { node, reason } => println!("{node} is down: {reason:?}"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn subscribe(&self) -> Subscription {
+        self.inner.membership.subscribe()
+    }
+
+    /// Every peer this node has seen, with its state (up, suspected, down) and the failure
+    /// detector's figures.
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        self.inner.membership.status()
+    }
+
+    /// Session and heartbeat counters since the node started.
     pub fn stats(&self) -> ClusterStats {
-        self.inner.counters.snapshot()
+        let hb = self.inner.heartbeats.stats();
+        ClusterStats {
+            heartbeats_sent: hb.frames_sent,
+            heartbeat_bytes_sent: hb.bytes_sent,
+            heartbeats_received: hb.frames_received,
+            detector_pauses: self.inner.membership.pauses(),
+            ..self.inner.counters.snapshot()
+        }
+    }
+
+    /// What a replica's graceful leave needs to know about this node, without keeping the
+    /// node alive (no `Arc<Inner>` inside: the hook lives in a group the node owns).
+    pub(crate) fn handover_probe(&self) -> HandoverProbe {
+        HandoverProbe {
+            table: Arc::clone(&self.inner.table),
+            has_seeds: !self.inner.dialer.seeds.is_empty(),
+            timeout: self.inner.handover_timeout,
+        }
     }
 
     /// Joins group `group` on this node: starts its endpoint actor, which every other node's
@@ -276,6 +398,11 @@ impl Node {
         if lock(&self.inner.events).is_none() {
             return Err(ClusterError::ShutDown);
         }
+        if group.starts_with(RESERVED_PREFIX) {
+            return Err(ClusterError::ReservedGroup {
+                group: group.to_string(),
+            });
+        }
         if lock(&self.inner.groups).contains_key(group) {
             return Err(ClusterError::AlreadyJoined {
                 group: group.to_string(),
@@ -293,17 +420,38 @@ impl Node {
         Ok(g)
     }
 
-    /// Stops the node: leaves every group, stops dialing, closes every session and the
-    /// listener. Idempotent. Other nodes see this node's group members leave and its sessions
-    /// close.
+    /// Stops the node: hands each group's data over (replicas ship what their neighbours
+    /// lack, bounded by [`NodeConfig::handover_timeout`]), announces the leave so that peers
+    /// report this node Down at once (waiting up to [`NodeConfig::leave_timeout`] for their
+    /// acknowledgements), leaves every group, stops dialing, closes every session and the
+    /// listener. Idempotent.
     pub async fn shutdown(&self) {
         let events = lock(&self.inner.events).take();
         let Some(events) = events else { return };
-        self.inner.dialer.stop();
         let groups: Vec<Group> = lock(&self.inner.groups).drain().map(|(_, g)| g).collect();
+        let mut handovers = tokio::task::JoinSet::new();
+        for g in &groups {
+            let g = g.clone();
+            handovers.spawn(async move { g.hand_over().await });
+        }
+        while handovers.join_next().await.is_some() {}
+        let missing = heartbeat::announce_leave(
+            &self.inner.heartbeats,
+            &self.inner.leave_acks,
+            self.inner.leave_timeout,
+        )
+        .await;
+        if !missing.is_empty() {
+            tracing::debug!(?missing, "peers did not acknowledge the leave in time");
+        }
+        self.inner.dialer.stop();
+        if let Some(beating) = lock(&self.inner.beating).take() {
+            beating.abort();
+        }
         for g in groups {
             g.leave().await;
         }
+        self.inner.heartbeats.leave().await;
         let _ = self
             .inner
             .server
@@ -326,17 +474,45 @@ impl Node {
     }
 }
 
+/// What a graceful leave asks the node: are its peers connected and synced?
+#[derive(Clone)]
+pub(crate) struct HandoverProbe {
+    table: Arc<Mutex<SessionTable>>,
+    has_seeds: bool,
+    /// [`NodeConfig::handover_timeout`].
+    pub(crate) timeout: Duration,
+}
+
+impl HandoverProbe {
+    /// `Some(true)` when this node has peers and every session to them finished its
+    /// initial sync (their pg groups are known here); `Some(false)` while a session is still
+    /// syncing; `None` when it has no peer at all — then the leave cannot hand anything over,
+    /// and waiting makes sense only if seeds may still answer (`has_seeds`).
+    pub(crate) fn peers_synced(&self) -> Option<bool> {
+        let (all_ready, n) = lock(&self.table).all_ready();
+        (n > 0).then_some(all_ready)
+    }
+
+    /// Whether the node has seeds to wait for.
+    pub(crate) fn has_seeds(&self) -> bool {
+        self.has_seeds
+    }
+}
+
 /// Turns session events into the session table, the counters and redials.
 async fn event_loop(
     mut rx: mpsc::UnboundedReceiver<NodeEvent>,
     table: Arc<Mutex<SessionTable>>,
     counters: Arc<Counters>,
     dialer: Arc<Dialer>,
+    membership: Arc<Membership>,
 ) {
     while let Some(evt) = rx.recv().await {
+        let now = tokio::time::Instant::now();
         match evt {
             NodeEvent::Opened(s) => {
                 counters.sessions_opened.fetch_add(1, Ordering::Relaxed);
+                membership.session_opened(s.node_id, s.actor.clone());
                 tracing::debug!(node_id = s.node_id, peer_addr = %s.peer_addr, inbound = s.is_server, "session opened");
                 lock(&table).opened(s.node_id, s.peer_addr, !s.is_server);
             }
@@ -349,6 +525,7 @@ async fn event_loop(
                     continue;
                 };
                 let name = node_of_peer(&peer.name).to_string();
+                membership.session_named(s.node_id, &name);
                 let new = lock(&table).authenticated(
                     s.node_id,
                     name.clone(),
@@ -357,10 +534,15 @@ async fn event_loop(
                     !s.is_server,
                 );
                 if new {
-                    tracing::info!(peer = %name, addr = %peer.connection_string, "peer up");
+                    tracing::debug!(peer = %name, addr = %peer.connection_string, "peer connected");
+                    membership.peer_live(now, &name);
                 }
             }
+            NodeEvent::Ready(s) => {
+                lock(&table).ready(s.node_id);
+            }
             NodeEvent::Disconnected(s) => {
+                membership.session_closed(s.node_id);
                 let closed = lock(&table).disconnected(s.node_id);
                 match closed {
                     Closed::Refused => {
@@ -376,7 +558,8 @@ async fn event_loop(
                         if still_live {
                             tracing::debug!(peer = %name, node_id = s.node_id, "a duplicate session closed; peer still up");
                         } else {
-                            tracing::info!(peer = %name, "peer down");
+                            tracing::debug!(peer = %name, "last session to the peer closed");
+                            membership.peer_lost(now, &name);
                             dialer.peer_down(&name, conn.as_deref());
                         }
                     }

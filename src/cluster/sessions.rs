@@ -6,7 +6,7 @@
 //! down" only when it closes the peer's last authenticated session; a session that closes
 //! before authenticating (wrong cookie, lost election, failed handshake) is counted as refused.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 /// One open session.
@@ -20,6 +20,8 @@ struct Session {
     name: Option<String>,
     /// The address the peer advertises (`host:port`), once authenticated.
     conn: Option<String>,
+    /// The peer sent its initial state (its actors and pg groups are known here).
+    ready: bool,
 }
 
 /// What a closed session meant.
@@ -66,8 +68,28 @@ impl SessionTable {
                 outbound,
                 name: None,
                 conn: None,
+                ready: false,
             },
         );
+    }
+
+    /// A session finished its initial sync: the peer's pg groups are known here.
+    pub(crate) fn ready(&mut self, node_id: u64) {
+        if let Some(s) = self.sessions.get_mut(&node_id) {
+            s.ready = true;
+        }
+    }
+
+    /// Whether every authenticated session has finished its initial sync, and how many
+    /// authenticated sessions there are.
+    pub(crate) fn all_ready(&self) -> (bool, usize) {
+        let named = self.sessions.values().filter(|s| s.name.is_some());
+        let (mut all, mut n) = (true, 0);
+        for s in named {
+            all &= s.ready;
+            n += 1;
+        }
+        (all, n)
     }
 
     /// A session authenticated as node `name`, which advertises `conn`. Returns whether the
@@ -86,6 +108,7 @@ impl SessionTable {
             outbound,
             name: None,
             conn: None,
+            ready: false,
         });
         ses.name = Some(name);
         ses.conn = Some(conn);
@@ -119,8 +142,9 @@ impl SessionTable {
     }
 
     /// Node names of live peers, sorted.
+    #[cfg(test)]
     pub(crate) fn live_names(&self) -> Vec<String> {
-        let names: BTreeSet<&str> = self
+        let names: std::collections::BTreeSet<&str> = self
             .sessions
             .values()
             .filter_map(|s| s.name.as_deref())

@@ -37,6 +37,7 @@
 mod config;
 mod keys;
 pub(crate) mod message;
+mod query;
 mod repair;
 mod state;
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use herd::cluster::{Node, NodeConfig};
@@ -82,7 +83,8 @@ async fn run(args: NodeArgs) -> ExitCode {
             let _ = tokio::task::spawn_blocking(crate::trim::trim).await;
         }
     });
-    let server = Server { node, kv };
+    let events = record_events(&node);
+    let server = Server { node, kv, events };
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
         let line = match lines.next_line().await {
@@ -101,7 +103,7 @@ async fn run(args: NodeArgs) -> ExitCode {
     }
 
     trimmer.abort();
-    let Server { node, kv } = server;
+    let Server { node, kv, .. } = server;
     let mut code = ExitCode::SUCCESS;
     if let Err(e) = kv.stop().await {
         tracing::error!(error = %e, "stopping the replica failed");
@@ -148,6 +150,39 @@ async fn start(args: &NodeArgs) -> Result<(Node, Kv), String> {
 struct Server {
     node: Node,
     kv: Kv,
+    /// Membership events since start, as JSON with `at_ms` (Unix time in ms) added.
+    events: Arc<Mutex<Vec<Value>>>,
+}
+
+/// Records the node's membership events with their wall-clock time, for `events` (the
+/// workload runner compares them with the time it stopped or killed a process).
+fn record_events(node: &Node) -> Arc<Mutex<Vec<Value>>> {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut sub = node.subscribe();
+    let into = Arc::clone(&log);
+    tokio::spawn(async move {
+        loop {
+            match sub.events.recv().await {
+                Ok(event) => {
+                    let mut v = to_json(&event);
+                    v["at_ms"] = json!(unix_ms());
+                    into.lock().unwrap_or_else(PoisonError::into_inner).push(v);
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "membership event log lagged");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    log
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Server {
@@ -167,8 +202,25 @@ impl Server {
                 ok(json!({
                     "node": self.node.name(),
                     "members": members,
+                    "cluster_members": self.node.cluster_members(),
+                    "peers": to_json(&self.node.peers()),
                     "neighbours": self.neighbours(),
                 }))
+            }
+            Command::Events => {
+                let events = self
+                    .events
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                ok(json!({ "events": events, "now_ms": unix_ms() }))
+            }
+            Command::AwaitState { node, up, timeout } => {
+                let check = || async {
+                    let members = self.others().await;
+                    (members.contains(&node) == up, json!({"members": members}))
+                };
+                await_condition(timeout, check).await
             }
             Command::Trim => {
                 let released = tokio::task::spawn_blocking(crate::trim::trim)

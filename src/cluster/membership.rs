@@ -1,0 +1,160 @@
+//! The node's membership, shared by its event loop, its heartbeat endpoint and its users:
+//! the [`Detector`] behind a lock, the stream of [`MemberEvent`]s, and the session actors to
+//! close when a peer is declared unresponsive.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use ractor::ActorRef;
+use ractor_cluster::NodeSessionMessage;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use super::detector::{Detector, DetectorConfig, MemberEvent, PeerStatus};
+use super::lock;
+
+/// Events kept for a subscriber that is slow to read; beyond this it gets
+/// [`broadcast::error::RecvError::Lagged`] and should resubscribe.
+const EVENT_BUFFER: usize = 1024;
+
+/// The current members together with the stream of later changes: nothing in between is
+/// missed, nothing is counted twice.
+#[derive(Debug)]
+pub struct Subscription {
+    /// The peers that were members when the subscription was taken, sorted. This node is
+    /// not included.
+    pub members: BTreeSet<String>,
+    /// Every membership change after that snapshot, in order. A subscriber that falls more
+    /// than 1024 events behind gets `RecvError::Lagged` and should subscribe again.
+    pub events: broadcast::Receiver<MemberEvent>,
+}
+
+/// An open session: the peer's name once authenticated, and the session's actor.
+type SessionActor = (Option<String>, ActorRef<NodeSessionMessage>);
+
+struct Inner {
+    detector: Detector,
+    events: broadcast::Sender<MemberEvent>,
+}
+
+/// Membership of one node. See the module docs.
+pub(crate) struct Membership {
+    config: DetectorConfig,
+    inner: Mutex<Inner>,
+    /// Open sessions' actors by ractor `node_id`, to close a peer declared unresponsive.
+    sessions: Mutex<HashMap<u64, SessionActor>>,
+}
+
+impl Membership {
+    pub(crate) fn new(config: DetectorConfig) -> Self {
+        Membership {
+            config,
+            inner: Mutex::new(Inner {
+                detector: Detector::new(config),
+                events: broadcast::channel(EVENT_BUFFER).0,
+            }),
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn config(&self) -> &DetectorConfig {
+        &self.config
+    }
+
+    /// Runs `f` on the detector, then publishes its events and closes the sessions of peers
+    /// it declared unresponsive. Events are sent under the lock, which is what makes
+    /// [`subscribe`](Self::subscribe)'s snapshot exact.
+    fn with(&self, f: impl FnOnce(&mut Detector)) {
+        let mut closing = Vec::new();
+        {
+            let mut inner = lock(&self.inner);
+            f(&mut inner.detector);
+            while let Some(event) = inner.detector.poll_event() {
+                match &event {
+                    MemberEvent::Up { node } => tracing::info!(peer = %node, "member up"),
+                    MemberEvent::Down { node, reason } => {
+                        tracing::info!(peer = %node, ?reason, "member down");
+                    }
+                }
+                // No receiver is not an error: nobody subscribed.
+                let _ = inner.events.send(event);
+            }
+            while let Some(name) = inner.detector.poll_disconnect() {
+                closing.push(name);
+            }
+        }
+        for name in closing {
+            self.close_sessions(&name);
+        }
+    }
+
+    /// Stops every session to `name`: ractor then closes the sockets, removes the peer's
+    /// stand-ins from the pg groups (so replicas drop it as a neighbour), and reports the
+    /// sessions disconnected, which starts a redial.
+    fn close_sessions(&self, name: &str) {
+        let actors: Vec<ActorRef<NodeSessionMessage>> = lock(&self.sessions)
+            .values()
+            .filter(|(n, _)| n.as_deref() == Some(name))
+            .map(|(_, a)| a.clone())
+            .collect();
+        tracing::warn!(peer = %name, sessions = actors.len(), "peer unresponsive: closing its sessions");
+        for a in actors {
+            a.stop(Some("herd: peer unresponsive".into()));
+        }
+    }
+
+    pub(crate) fn session_opened(&self, node_id: u64, actor: ActorRef<NodeSessionMessage>) {
+        lock(&self.sessions).insert(node_id, (None, actor));
+    }
+
+    pub(crate) fn session_named(&self, node_id: u64, name: &str) {
+        if let Some(s) = lock(&self.sessions).get_mut(&node_id) {
+            s.0 = Some(name.to_string());
+        }
+    }
+
+    pub(crate) fn session_closed(&self, node_id: u64) {
+        lock(&self.sessions).remove(&node_id);
+    }
+
+    pub(crate) fn peer_live(&self, now: Instant, name: &str) {
+        self.with(|d| d.handle_session_up(now, name));
+    }
+
+    pub(crate) fn peer_lost(&self, now: Instant, name: &str) {
+        self.with(|d| d.handle_session_down(now, name));
+    }
+
+    pub(crate) fn heartbeat(&self, now: Instant, name: &str) {
+        self.with(|d| d.handle_heartbeat(now, name));
+    }
+
+    pub(crate) fn leave(&self, now: Instant, name: &str) {
+        self.with(|d| d.handle_leave(now, name));
+    }
+
+    pub(crate) fn tick(&self, now: Instant) {
+        self.with(|d| d.handle_tick(now));
+    }
+
+    /// The current members and the stream of later changes, atomically.
+    pub(crate) fn subscribe(&self) -> Subscription {
+        let inner = lock(&self.inner);
+        Subscription {
+            members: inner.detector.members(),
+            events: inner.events.subscribe(),
+        }
+    }
+
+    pub(crate) fn members(&self) -> BTreeSet<String> {
+        lock(&self.inner).detector.members()
+    }
+
+    pub(crate) fn status(&self) -> Vec<PeerStatus> {
+        lock(&self.inner).detector.status(Instant::now())
+    }
+
+    pub(crate) fn pauses(&self) -> u64 {
+        lock(&self.inner).detector.pauses()
+    }
+}
