@@ -17,6 +17,7 @@
 //! `-- sync` selects them, and cluster workloads (two real node processes) `cluster-*`. [`report::median_time`] times a closure (median of n runs).
 
 mod cluster;
+mod membership;
 mod report;
 mod sync;
 
@@ -36,6 +37,7 @@ const WORKLOADS: &[Workload] = &[
     ("cluster-w2", cluster::w2),
     ("cluster-w3", cluster::w3),
     ("cluster-w4w5", cluster::w4w5),
+    ("cluster-membership", membership::membership),
 ];
 
 fn main() {
