@@ -7,14 +7,15 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use herd::cluster::{Node, NodeConfig};
+use herd::cluster::{DetectorConfig, Node, NodeConfig};
 use herd::replica::{Ack, Fault, Kv, ReplicaOptions};
 use herd::storage::{RedbConfig, RedbStorage};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::args::{NODE_USAGE, NodeArgs, parse_node_args};
+use crate::args::{NodeArgs, parse_node_args};
 use crate::protocol::{self, Command, FaultKind, error, ok};
 
 /// The name of the node's one replica (and of its file in the data directory).
@@ -29,8 +30,13 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
     let args = match parse_node_args(args) {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("herd node: {e}\n\n{NODE_USAGE}");
-            return ExitCode::from(2);
+            // clap formats usage errors, --help and --version; only errors go to stderr.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -85,17 +91,39 @@ async fn run(args: NodeArgs) -> ExitCode {
     });
     let events = record_events(&node);
     let server = Server { node, kv, events };
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut input = BufReader::new(tokio::io::stdin());
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot catch SIGTERM; it will kill the node abruptly");
+            None
+        }
+    };
+    let mut raw = Vec::new();
     loop {
-        let line = match lines.next_line().await {
-            Ok(Some(line)) => line,
-            Ok(None) => break, // end of input: graceful quit
+        raw.clear();
+        let read = tokio::select! {
+            read = input.read_until(b'\n', &mut raw) => read,
+            () = term(&mut terminate) => {
+                tracing::info!("SIGTERM: shutting down gracefully");
+                break;
+            }
+        };
+        match read {
+            Ok(0) => break, // end of input: graceful quit
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "reading stdin failed; quitting");
                 break;
             }
+        }
+        // A line that is not UTF-8 is one bad command, not the end of the session.
+        let Ok(line) = std::str::from_utf8(&raw) else {
+            emit(&error("the line is not valid UTF-8", json!({})));
+            continue;
         };
-        match protocol::parse(&line) {
+        let line = line.trim_end_matches(['\n', '\r']);
+        match protocol::parse(line) {
             Ok(Command::Quit) => break,
             Ok(command) => emit(&server.execute(command).await),
             Err(e) => emit(&error(e, json!({}))),
@@ -122,6 +150,18 @@ async fn start(args: &NodeArgs) -> Result<(Node, Kv), String> {
     if let Some(cookie) = &args.cookie {
         config = config.cookie(cookie.clone());
     }
+    let mut detector = DetectorConfig::default();
+    if let Some(d) = args.heartbeat_interval {
+        detector.heartbeat_interval = d;
+        detector.suspect_after = d * 3;
+    }
+    if let Some(d) = args.down_after {
+        detector.down_after = d;
+    }
+    config = config.detector(detector);
+    if let Some(t) = args.handover_timeout {
+        config = config.handover_timeout(t);
+    }
     let node = Node::start(config)
         .await
         .map_err(|e| format!("starting the cluster node: {e}"))?;
@@ -132,6 +172,9 @@ async fn start(args: &NodeArgs) -> Result<(Node, Kv), String> {
     }
     if args.write_behind {
         options = options.ack(Ack::Applied);
+    }
+    if let Some(n) = args.max_sync_size {
+        options = options.max_sync_size(usize::try_from(n).unwrap_or(usize::MAX));
     }
     if let Some(dir) = &args.data_dir {
         let storage = RedbStorage::open(dir, REPLICA, RedbConfig::durable())
@@ -152,6 +195,16 @@ struct Server {
     kv: Kv,
     /// Membership events since start, as JSON with `at_ms` (Unix time in ms) added.
     events: Arc<Mutex<Vec<Value>>>,
+}
+
+/// Resolves when SIGTERM arrives; never, if it cannot be caught.
+async fn term(sig: &mut Option<Signal>) {
+    match sig {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Records the node's membership events with their wall-clock time, for `events` (the
