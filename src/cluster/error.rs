@@ -87,6 +87,21 @@ pub enum ClusterError {
     #[error("cannot encode envelope: {0}")]
     Envelope(#[from] CodecError),
 
+    /// A peer refused this node because another live node already uses its name (two
+    /// processes with one name would make sessions flap and isolate one of them). The node
+    /// stopped dialing; start it again under a unique name.
+    #[error(
+        "node {by:?} refused this node: another live node named {name:?} is already a member at {existing}"
+    )]
+    NameTaken {
+        /// This node's name.
+        name: String,
+        /// The peer that refused it.
+        by: String,
+        /// The address the node holding the name advertises.
+        existing: String,
+    },
+
     /// The node (or the group) has been shut down.
     #[error("the node has been shut down")]
     ShutDown,

@@ -13,6 +13,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use super::ClusterError;
 use super::envelope;
 use super::members::{MemberTable, endpoint_name, node_of_endpoint, pg_group};
+use super::ratelimit::RateLimited;
 
 /// How long [`Group::leave`] waits for the endpoint to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -80,6 +81,9 @@ struct Shared {
     left: AtomicBool,
     handover: Mutex<Option<HandoverHook>>,
     handed_over: AtomicBool,
+    /// One warning a second about refused frames at most: a peer sending garbage must not
+    /// fill the disk with log lines. All are counted in the stats.
+    reject_log: RateLimited,
 }
 
 impl Shared {
@@ -98,7 +102,9 @@ impl Shared {
             Ok((from, bytes)) => {
                 if from == self.node || !self.members().contains(&from) {
                     c.frames_rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(group = %self.group, from = %from, "message from a node that is not a member of the group, dropped");
+                    if let Some(held) = self.reject_log.allow(tokio::time::Instant::now()) {
+                        tracing::warn!(group = %self.group, from = %from, held_back = held, "message from a node that is not a member of the group, dropped");
+                    }
                     return None;
                 }
                 c.frames_received.fetch_add(1, Ordering::Relaxed);
@@ -107,7 +113,9 @@ impl Shared {
             }
             Err(e) => {
                 c.frames_rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(group = %self.group, len = frame.len(), error = %e, "bad frame, dropped");
+                if let Some(held) = self.reject_log.allow(tokio::time::Instant::now()) {
+                    tracing::warn!(group = %self.group, len = frame.len(), error = %e, held_back = held, "bad frame, dropped");
+                }
                 None
             }
         }
@@ -193,6 +201,28 @@ impl Group {
                 .and_then(|frame| s.send_raw(to, frame))
         };
         s.counted(r)
+    }
+
+    /// Sends `bytes` (in the envelope) to one particular stand-in, not to a node's current
+    /// one: to reach a session that does not own its node name (a duplicate being refused).
+    pub(crate) fn send_to_cell(&self, cell: ActorCell, bytes: &[u8]) -> Result<(), ClusterError> {
+        let s = &self.shared;
+        let frame = envelope::encode(&s.node, bytes, s.max_message_size)?;
+        ActorRef::<Vec<u8>>::from(cell)
+            .send_message(frame)
+            .map_err(|e| ClusterError::Send {
+                node: "?".into(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The stand-ins of this group's members that belong to session `node_id`, from ractor's
+    /// registry (a refused duplicate's stand-in is never in the member table).
+    pub(crate) fn cells_of_session(&self, node_id: u64) -> Vec<ActorCell> {
+        pg::get_members(&self.shared.pg_group)
+            .into_iter()
+            .filter(|c| matches!(c.get_id(), ractor::ActorId::Remote { node_id: n, .. } if n == node_id))
+            .collect()
     }
 
     /// Sends raw `bytes` without the envelope: only for fault-injection tests (a peer sending
@@ -302,6 +332,7 @@ pub(crate) async fn start(
         left: AtomicBool::new(false),
         handover: Mutex::new(None),
         handed_over: AtomicBool::new(false),
+        reject_log: RateLimited::new(Duration::from_secs(1)),
     });
     let endpoint = Endpoint {
         shared: Arc::clone(&shared),

@@ -27,10 +27,10 @@ pub(crate) const HEARTBEAT_GROUP: &str = "_herd.heartbeat";
 pub(crate) const RESERVED_PREFIX: &str = "_herd.";
 
 /// The largest heartbeat message accepted.
-const BEAT_LIMIT: usize = 64;
+const BEAT_LIMIT: usize = 1024;
 
 /// A heartbeat group message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Beat {
     /// "I am alive."
     Alive,
@@ -38,12 +38,19 @@ pub(crate) enum Beat {
     Leave,
     /// "I saw your leave."
     LeaveAck,
+    /// "Your name belongs to another live node, which advertises `existing`: I am closing
+    /// your session." The receiver stops dialing and reports the refusal.
+    NameTaken {
+        /// The address the node already holding the name advertises.
+        existing: String,
+    },
 }
 
-/// Encodes a beat (a couple of bytes).
-pub(crate) fn encode(beat: Beat) -> Vec<u8> {
-    // Three unit variants: encoding cannot fail or exceed the limit.
-    crate::codec::encode(&beat, BEAT_LIMIT).unwrap_or_default()
+/// Encodes a beat (a few bytes; an address for [`Beat::NameTaken`]).
+pub(crate) fn encode(beat: &Beat) -> Vec<u8> {
+    // Small variants: encoding cannot fail; an absurdly long address encodes as empty,
+    // which the receiver refuses.
+    crate::codec::encode(beat, BEAT_LIMIT).unwrap_or_default()
 }
 
 /// Who acknowledged our leave announcement.
@@ -65,6 +72,7 @@ pub(crate) fn on_event(
     membership: Arc<Membership>,
     group: Arc<OnceLock<Group>>,
     acks: Arc<LeaveAcks>,
+    refused: Arc<dyn Fn(String, String) + Send + Sync>,
 ) -> Box<dyn Fn(GroupEvent) + Send + Sync + 'static> {
     Box::new(move |event| {
         let GroupEvent::Message { from, bytes } = event else {
@@ -75,10 +83,11 @@ pub(crate) fn on_event(
             Ok(Beat::Leave) => {
                 membership.leave(Instant::now(), &from);
                 if let Some(g) = group.get() {
-                    let _ = g.send(&from, encode(Beat::LeaveAck));
+                    let _ = g.send(&from, encode(&Beat::LeaveAck));
                 }
             }
             Ok(Beat::LeaveAck) => acks.ack(from),
+            Ok(Beat::NameTaken { existing }) => refused(from, existing),
             Err(e) => {
                 tracing::warn!(from = %from, error = %e, "bad heartbeat message, dropped");
             }
@@ -95,7 +104,7 @@ pub(crate) async fn run(membership: Arc<Membership>, group: Group, interval: Dur
         let now = ticks.tick().await;
         if now >= next_beat {
             next_beat = now + interval;
-            let beat = encode(Beat::Alive);
+            let beat = encode(&Beat::Alive);
             for peer in group.members() {
                 // A peer whose session just closed refuses; the detector handles it.
                 let _ = group.send(&peer, beat.clone());
@@ -115,7 +124,7 @@ pub(crate) async fn announce_leave(
     let peers = group.members();
     let mut changed = acks.changed.subscribe();
     for peer in &peers {
-        let _ = group.send(peer, encode(Beat::Leave));
+        let _ = group.send(peer, encode(&Beat::Leave));
     }
     let deadline = Instant::now() + timeout;
     loop {
@@ -140,10 +149,17 @@ mod tests {
     #[test]
     fn beats_roundtrip_and_are_tiny() {
         for b in [Beat::Alive, Beat::Leave, Beat::LeaveAck] {
-            let bytes = encode(b);
+            let bytes = encode(&b);
             assert!(bytes.len() <= 4, "{bytes:?}");
             assert_eq!(crate::codec::decode::<Beat>(&bytes, BEAT_LIMIT).unwrap(), b);
         }
+        let taken = Beat::NameTaken {
+            existing: "127.0.0.1:4000".into(),
+        };
+        assert_eq!(
+            crate::codec::decode::<Beat>(&encode(&taken), BEAT_LIMIT).unwrap(),
+            taken
+        );
         assert!(crate::codec::decode::<Beat>(&[0xff, 0xff], BEAT_LIMIT).is_err());
     }
 }

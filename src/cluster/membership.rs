@@ -103,10 +103,20 @@ impl Membership {
         }
     }
 
+    /// Stops session `node_id` (a refused duplicate).
+    pub(crate) fn close_session(&self, node_id: u64) {
+        let actor = lock(&self.sessions).get(&node_id).map(|(_, a)| a.clone());
+        if let Some(a) = actor {
+            a.stop(Some("herd: node name already taken".into()));
+        }
+    }
+
     pub(crate) fn session_opened(&self, node_id: u64, actor: ActorRef<NodeSessionMessage>) {
         lock(&self.sessions).insert(node_id, (None, actor));
     }
 
+    /// Session `node_id` authenticated as `name` (a refused duplicate never is named here,
+    /// so closing an unresponsive peer never closes the duplicate's session or vice versa).
     pub(crate) fn session_named(&self, node_id: u64, name: &str) {
         if let Some(s) = lock(&self.sessions).get_mut(&node_id) {
             s.0 = Some(name.to_string());

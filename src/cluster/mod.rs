@@ -29,8 +29,16 @@
 //!
 //! A node is its [`NodeConfig::name`], which must be unique in the cluster. ractor's `node_id`
 //! is never used as an identity: it numbers *sessions*, and every reconnect, duplicate
-//! connection or lost election gets a new one. ractor_cluster names a node
-//! `"{name}@{host}"`; herd strips the host part.
+//! connection or lost election gets a new one. herd names the ractor node
+//! `"{name}#{incarnation}"` (a random number per process; ractor adds `"@{host}"`) and strips
+//! both parts again. The incarnation keeps ractor from electing between two *processes* that
+//! use one name (it would silently refuse one before authentication or displace the other);
+//! herd compares the names itself: a session from a second live process with a name already
+//! held at another address is refused, the refusing node logs an error and tells the
+//! newcomer, whose [`Node::refused`] then resolves with [`ClusterError::NameTaken`] and which
+//! stops dialing. The first holder keeps the name. A session from a process with this node's
+//! own name is closed without a notice (which of the two came first is not known there). A
+//! seed that is this node's own address is skipped.
 //!
 //! # Membership
 //!
@@ -98,8 +106,10 @@
 //!
 //! - **Delivery.** Sends are fire-and-forget; messages queued on a session that closes are
 //!   lost silently. The replica protocol's acks and repair rounds cover this.
-//! - **Duplicate node names.** Two live nodes with one name make sessions flap; herd does not
-//!   detect it (a remote endpoint with this node's own name is ignored, nothing more).
+//! - **Name races.** If two processes with one name join at the same moment, a node that
+//!   sees the newcomer first keeps it and refuses the other; and a node restarted on a new
+//!   address while its old process still holds a session (hung, not yet declared down) is
+//!   refused until the detector declares the old one down.
 //! - **Stalled TLS handshakes.** ractor_cluster 0.16.5 runs each inbound TLS handshake inline
 //!   in its accept loop, with no timeout: one connection that opens a socket and sends
 //!   nothing stops a TLS node from accepting any other connection until it closes (its own
@@ -117,6 +127,7 @@ mod heartbeat;
 mod members;
 mod membership;
 mod node;
+mod ratelimit;
 mod reconnect;
 mod sessions;
 

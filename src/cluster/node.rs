@@ -12,16 +12,17 @@ use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
 use ractor_cluster::{
     IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::detector::PeerStatus;
 use super::group::{self, Group, GroupEvent};
 use super::heartbeat::{self, HEARTBEAT_GROUP, LeaveAcks, RESERVED_PREFIX};
-use super::members::node_of_peer;
+use super::members::{node_of_peer, ractor_name};
 use super::membership::{Membership, Subscription};
+use super::ratelimit::RateLimited;
 use super::reconnect::Dialer;
-use super::sessions::{Closed, SessionTable};
+use super::sessions::{Auth, Closed, SessionTable};
 use super::{ClusterError, NodeConfig};
 
 /// How long shutdown waits for actors to stop.
@@ -105,6 +106,9 @@ struct Inner {
     leave_acks: Arc<LeaveAcks>,
     leave_timeout: Duration,
     handover_timeout: Duration,
+    /// Set when a peer refused this node because its name is taken: (peer, the address of
+    /// the node that holds the name).
+    refused: watch::Sender<Option<(String, String)>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -142,6 +146,13 @@ impl NodeEventSubscription for Forward {
     }
 }
 
+/// A random number naming this process's run of the node (see [`ractor_name`]).
+fn random_incarnation() -> u64 {
+    use std::hash::BuildHasher;
+    let salt = (std::time::SystemTime::now(), std::process::id());
+    std::collections::hash_map::RandomState::new().hash_one(salt)
+}
+
 /// `hostname` for ractor_cluster: it becomes the host part of the advertised `host:port`.
 fn advertised_host(ip: IpAddr) -> String {
     match ip {
@@ -155,6 +166,7 @@ fn advertised_host(ip: IpAddr) -> String {
 /// another process takes the port in between.
 async fn spawn_server(
     config: &NodeConfig,
+    incarnation: u64,
 ) -> Result<(ActorRef<NodeServerMessage>, SocketAddr), ClusterError> {
     let ip = config.listen.ip();
     let pick = config.listen.port() == 0;
@@ -188,7 +200,7 @@ async fn spawn_server(
         let server = NodeServer::new(
             port,
             config.cookie.clone(),
-            config.name.clone(),
+            ractor_name(&config.name, incarnation),
             advertised_host(ip),
             encryption,
             Some(mode),
@@ -217,7 +229,8 @@ impl Node {
     /// the address cannot be bound.
     pub async fn start(config: NodeConfig) -> Result<Node, ClusterError> {
         config.validate()?;
-        let (server, listen_addr) = spawn_server(&config).await?;
+        let incarnation = random_incarnation();
+        let (server, listen_addr) = spawn_server(&config, incarnation).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         server
             .cast(NodeServerMessage::SubscribeToEvents {
@@ -236,17 +249,31 @@ impl Node {
             config.seeds.clone(),
             Arc::clone(&table),
             Arc::clone(&counters),
+            listen_addr,
         ));
         let membership = Arc::new(Membership::new(config.detector));
+        let hb_cell: Arc<std::sync::OnceLock<Group>> = Arc::new(std::sync::OnceLock::new());
         let events = tokio::spawn(event_loop(
+            config.name.clone(),
+            listen_addr,
             rx,
             Arc::clone(&table),
             Arc::clone(&counters),
             Arc::clone(&dialer),
             Arc::clone(&membership),
+            Arc::clone(&hb_cell),
         ));
         let leave_acks = Arc::new(LeaveAcks::default());
-        let hb_cell = Arc::new(std::sync::OnceLock::new());
+        let refused = watch::Sender::new(None);
+        let on_refused: Arc<dyn Fn(String, String) + Send + Sync> = {
+            let (refused, dialer, name) =
+                (refused.clone(), Arc::clone(&dialer), config.name.clone());
+            Arc::new(move |by: String, existing: String| {
+                tracing::error!(node = %name, refused_by = %by, %existing, "refused: another live node already uses this node's name; not dialing any more");
+                dialer.stop();
+                refused.send_replace(Some((by, existing)));
+            })
+        };
         let heartbeats = match group::start(
             HEARTBEAT_GROUP,
             &config.name,
@@ -255,6 +282,7 @@ impl Node {
                 Arc::clone(&membership),
                 Arc::clone(&hb_cell),
                 Arc::clone(&leave_acks),
+                on_refused,
             ),
             std::sync::Weak::new(),
         )
@@ -292,6 +320,7 @@ impl Node {
                 leave_acks,
                 leave_timeout: config.leave_timeout,
                 handover_timeout: config.handover_timeout,
+                refused,
             }),
         })
     }
@@ -367,6 +396,29 @@ impl Node {
         }
     }
 
+    /// Resolves when a peer refuses this node because another live node already uses its
+    /// name ([`ClusterError::NameTaken`]); never otherwise. The node then stops dialing:
+    /// shut it down and start it again under a unique name.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only watches.
+    pub async fn refused(&self) -> ClusterError {
+        let mut rx = self.inner.refused.subscribe();
+        loop {
+            if let Some((by, existing)) = rx.borrow_and_update().clone() {
+                return ClusterError::NameTaken {
+                    name: self.inner.name.clone(),
+                    by,
+                    existing,
+                };
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// What a replica's graceful leave needs to know about this node, without keeping the
     /// node alive (no `Arc<Inner>` inside: the hook lives in a group the node owns).
     pub(crate) fn handover_probe(&self) -> HandoverProbe {
@@ -374,6 +426,7 @@ impl Node {
             table: Arc::clone(&self.inner.table),
             has_seeds: !self.inner.dialer.seeds.is_empty(),
             timeout: self.inner.handover_timeout,
+            refused: self.inner.refused.subscribe(),
         }
     }
 
@@ -435,14 +488,18 @@ impl Node {
             handovers.spawn(async move { g.hand_over().await });
         }
         while handovers.join_next().await.is_some() {}
-        let missing = heartbeat::announce_leave(
-            &self.inner.heartbeats,
-            &self.inner.leave_acks,
-            self.inner.leave_timeout,
-        )
-        .await;
-        if !missing.is_empty() {
-            tracing::debug!(?missing, "peers did not acknowledge the leave in time");
+        // A refused node never was a member: a leave announced under its name would be
+        // taken for the leave of the node that holds the name.
+        if self.inner.refused.borrow().is_none() {
+            let missing = heartbeat::announce_leave(
+                &self.inner.heartbeats,
+                &self.inner.leave_acks,
+                self.inner.leave_timeout,
+            )
+            .await;
+            if !missing.is_empty() {
+                tracing::debug!(?missing, "peers did not acknowledge the leave in time");
+            }
         }
         self.inner.dialer.stop();
         if let Some(beating) = lock(&self.inner.beating).take() {
@@ -481,6 +538,7 @@ pub(crate) struct HandoverProbe {
     has_seeds: bool,
     /// [`NodeConfig::handover_timeout`].
     pub(crate) timeout: Duration,
+    refused: watch::Receiver<Option<(String, String)>>,
 }
 
 impl HandoverProbe {
@@ -489,24 +547,79 @@ impl HandoverProbe {
     /// syncing; `None` when it has no peer at all — then the leave cannot hand anything over,
     /// and waiting makes sense only if seeds may still answer (`has_seeds`).
     pub(crate) fn peers_synced(&self) -> Option<bool> {
+        if self.refused.borrow().is_some() {
+            // Not a member of anything: nothing to hand over to.
+            return None;
+        }
         let (all_ready, n) = lock(&self.table).all_ready();
         (n > 0).then_some(all_ready)
     }
 
-    /// Whether the node has seeds to wait for.
+    /// Whether the node has seeds to wait for (not once it was refused).
     pub(crate) fn has_seeds(&self) -> bool {
-        self.has_seeds
+        self.has_seeds && self.refused.borrow().is_none()
     }
 }
 
+/// At most one log line per this period about refused sessions (more are counted).
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a refused duplicate's session may take to finish its initial sync (so that its
+/// heartbeat endpoint can be told why) before it is closed anyway.
+const DUPLICATE_NOTICE_WAIT: Duration = Duration::from_secs(1);
+
+/// Closes session `node_id`, which belongs to a second process using a live node's name.
+/// With `notice` (the address of the node holding the name), first tells that process why
+/// (through its heartbeat endpoint, once its stand-in exists), so that it stops dialing and
+/// reports the refusal.
+async fn refuse_duplicate(
+    node_id: u64,
+    notice: Option<String>,
+    table: Arc<Mutex<SessionTable>>,
+    membership: Arc<Membership>,
+    heartbeats: Arc<std::sync::OnceLock<Group>>,
+) {
+    let deadline = tokio::time::Instant::now() + DUPLICATE_NOTICE_WAIT;
+    let mut told = false;
+    while let Some(existing) = &notice
+        && tokio::time::Instant::now() < deadline
+    {
+        if lock(&table).is_ready(node_id)
+            && let Some(hb) = heartbeats.get()
+        {
+            let notice = heartbeat::encode(&heartbeat::Beat::NameTaken {
+                existing: existing.clone(),
+            });
+            for cell in hb.cells_of_session(node_id) {
+                told |= hb.send_to_cell(cell, &notice).is_ok();
+            }
+            if told {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if told {
+        // Let the notice leave before the session closes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    membership.close_session(node_id);
+}
+
 /// Turns session events into the session table, the counters and redials.
+#[allow(clippy::too_many_arguments)]
 async fn event_loop(
+    me: String,
+    listen_addr: SocketAddr,
     mut rx: mpsc::UnboundedReceiver<NodeEvent>,
     table: Arc<Mutex<SessionTable>>,
     counters: Arc<Counters>,
     dialer: Arc<Dialer>,
     membership: Arc<Membership>,
+    heartbeats: Arc<std::sync::OnceLock<Group>>,
 ) {
+    let refused_log = RateLimited::new(REFUSED_LOG_EVERY);
+    let conflict_log = RateLimited::new(REFUSED_LOG_EVERY);
     while let Some(evt) = rx.recv().await {
         let now = tokio::time::Instant::now();
         match evt {
@@ -525,17 +638,42 @@ async fn event_loop(
                     continue;
                 };
                 let name = node_of_peer(&peer.name).to_string();
-                membership.session_named(s.node_id, &name);
-                let new = lock(&table).authenticated(
-                    s.node_id,
-                    name.clone(),
-                    peer.connection_string.clone(),
-                    s.peer_addr.clone(),
-                    !s.is_server,
-                );
-                if new {
-                    tracing::debug!(peer = %name, addr = %peer.connection_string, "peer connected");
-                    membership.peer_live(now, &name);
+                let own_name = name == me;
+                let auth = if own_name {
+                    // Another process uses this node's own name. Which of the two came first
+                    // is not known here, so it is closed without telling it to stop: a third
+                    // node that holds the name tells the newcomer.
+                    Auth::Conflict {
+                        existing: listen_addr.to_string(),
+                    }
+                } else {
+                    lock(&table).authenticated(
+                        s.node_id,
+                        name.clone(),
+                        peer.connection_string.clone(),
+                        s.peer_addr.clone(),
+                        !s.is_server,
+                    )
+                };
+                match auth {
+                    Auth::New => {
+                        tracing::debug!(peer = %name, addr = %peer.connection_string, "peer connected");
+                        membership.session_named(s.node_id, &name);
+                        membership.peer_live(now, &name);
+                    }
+                    Auth::Known => membership.session_named(s.node_id, &name),
+                    Auth::Conflict { existing } => {
+                        if let Some(held) = conflict_log.allow(now) {
+                            tracing::error!(peer = %name, addr = %peer.connection_string, %existing, held_back = held, "refusing a second node named {name}: a node with that name is already a member");
+                        }
+                        tokio::spawn(refuse_duplicate(
+                            s.node_id,
+                            (!own_name).then_some(existing),
+                            Arc::clone(&table),
+                            Arc::clone(&membership),
+                            Arc::clone(&heartbeats),
+                        ));
+                    }
                 }
             }
             NodeEvent::Ready(s) => {
@@ -547,7 +685,9 @@ async fn event_loop(
                 match closed {
                     Closed::Refused => {
                         counters.sessions_refused.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(node_id = s.node_id, peer_addr = %s.peer_addr, "session closed before authenticating (wrong cookie, duplicate connection or failed handshake)");
+                        if let Some(held) = refused_log.allow(now) {
+                            tracing::warn!(node_id = s.node_id, peer_addr = %s.peer_addr, held_back = held, "session closed before authenticating (wrong cookie, duplicate connection or failed handshake)");
+                        }
                     }
                     Closed::Lost {
                         name,

@@ -100,12 +100,20 @@ async fn run(args: NodeArgs) -> ExitCode {
         }
     };
     let mut raw = Vec::new();
+    let mut refused = false;
     loop {
         raw.clear();
         let read = tokio::select! {
             read = input.read_until(b'\n', &mut raw) => read,
             () = term(&mut terminate) => {
                 tracing::info!("SIGTERM: shutting down gracefully");
+                break;
+            }
+            e = server.node.refused() => {
+                // Another live node has this name: running on would isolate one of the two.
+                tracing::error!(error = %e, "refused by the cluster; shutting down");
+                emit(&json!({"event": "error", "error": e.to_string()}));
+                refused = true;
                 break;
             }
         };
@@ -132,7 +140,11 @@ async fn run(args: NodeArgs) -> ExitCode {
 
     trimmer.abort();
     let Server { node, kv, .. } = server;
-    let mut code = ExitCode::SUCCESS;
+    let mut code = if refused {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    };
     if let Err(e) = kv.stop().await {
         tracing::error!(error = %e, "stopping the replica failed");
         code = ExitCode::FAILURE;

@@ -1,0 +1,73 @@
+//! Identity and connection safety across real processes: a node seeded with its own address,
+//! and a second live node using a name already in the cluster.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Harness, WAIT, number};
+
+/// A loopback port nothing listens on right now.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+#[test]
+fn a_node_seeded_with_its_own_address_does_not_dial_itself() {
+    let h = Harness::new();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut spec = h.spec("a").seed(addr.clone());
+    spec.listen = addr;
+    let mut a = h.spawn(spec);
+    // Before the fix the dial loop reached the node itself, ractor refused the "self
+    // connection", and the loop redialed forever. Nothing to wait for: give it time to
+    // misbehave, then check it did not.
+    std::thread::sleep(Duration::from_millis(1500));
+    let stats = a.stats();
+    assert_eq!(number(&stats, "/cluster/sessions_opened"), 0, "{stats}");
+    assert_eq!(number(&stats, "/cluster/reconnect_attempts"), 0, "{stats}");
+    // It still works as a seed for others.
+    let mut b = h.spawn(h.spec("b").seed(a.listen()));
+    a.await_members(1);
+    b.await_members(1);
+}
+
+#[test]
+fn a_second_node_with_a_taken_name_is_refused_and_told_why() {
+    let h = Harness::new();
+    let mut a = h.spawn(h.spec("a"));
+    let mut b = h.spawn(h.spec("b").seed(a.listen()));
+    a.await_members(1);
+    b.await_members(1);
+
+    // Another process calls itself b. Before the fix it silently displaced or flapped with
+    // the first b: members stayed empty on one of them and its writes reached nobody.
+    let impostor = h.spec("b").seed(a.listen()).log_file(h.data_dir("b2.log"));
+    let mut b2 = h.spawn(impostor);
+    let error = b2
+        .process
+        .recv("the refusal", WAIT)
+        .expect("an error line from the second b");
+    assert_eq!(error["event"], "error", "{error}");
+    let text = error["error"].as_str().unwrap_or("");
+    assert!(text.contains("already a member"), "{error}");
+    assert!(
+        !b2.process.close_input(WAIT),
+        "a refused node must exit with a failure"
+    );
+
+    // The first b is still a member and its writes still arrive.
+    let stats = a.stats();
+    assert!(number(&stats, "/cluster/sessions_refused") >= 1, "{stats}");
+    a.await_members(1);
+    b.put("still/b", "1");
+    a.await_key("still/b", "1");
+    assert_eq!(a.members(), ["b"]);
+    let downs: Vec<_> = a
+        .events()
+        .into_iter()
+        .filter(|(e, _, _, _)| e == "down")
+        .collect();
+    assert!(downs.is_empty(), "the first b was reported down: {downs:?}");
+}
