@@ -3,7 +3,9 @@
 
 mod support;
 
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use support::{Harness, WAIT, number};
 
@@ -70,4 +72,82 @@ fn a_second_node_with_a_taken_name_is_refused_and_told_why() {
         .filter(|(e, _, _, _)| e == "down")
         .collect();
     assert!(downs.is_empty(), "the first b was reported down: {downs:?}");
+}
+
+/// Whether the server closed `s` before `deadline` (a read returns end of file or an error
+/// other than a timeout).
+fn closed_by(s: &mut TcpStream, deadline: Instant) -> bool {
+    let left = deadline.saturating_duration_since(Instant::now());
+    s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+        .expect("read timeout");
+    let mut buf = [0u8; 64];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn connections_that_do_not_authenticate_cannot_pin_memory_or_hold_slots() {
+    let h = Harness::new();
+    let mut a = h.spawn(h.spec("a"));
+    let addr = a.listen();
+
+    // 20 connections each announcing an 8 MiB frame before authenticating: ractor would
+    // allocate and wait for each (176 MB held in the report); herd closes them at once.
+    let mut big: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).expect("connect");
+            s.write_all(&(8u64 << 20).to_be_bytes()).expect("announce");
+            s
+        })
+        .collect();
+    let soon = Instant::now() + Duration::from_secs(3);
+    for s in &mut big {
+        assert!(
+            closed_by(s, soon),
+            "a connection announcing 8 MiB stayed open"
+        );
+    }
+
+    // 100 idle connections: beyond the cap of 64 waiting ones, new ones are closed at once,
+    // and every one that never authenticates is closed after the handshake timeout (5 s).
+    let mut idle: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    let soon = Instant::now() + Duration::from_secs(2);
+    let refused_at_once = idle
+        .iter_mut()
+        .map(|s| closed_by(s, soon))
+        .filter(|c| *c)
+        .count();
+    assert!(
+        refused_at_once >= 30,
+        "only {refused_at_once} of 100 idle connections were refused over the cap"
+    );
+    let later = Instant::now() + Duration::from_secs(10);
+    for s in &mut idle {
+        assert!(closed_by(s, later), "an idle connection was never closed");
+    }
+    let stats = a.stats();
+    assert!(
+        number(&stats, "/cluster/closed_before_auth") >= 120,
+        "{stats}"
+    );
+
+    // And the node still takes real peers.
+    let mut b = h.spawn(h.spec("b").seed(addr));
+    a.await_members(1);
+    b.await_members(1);
 }

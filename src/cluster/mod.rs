@@ -99,8 +99,20 @@
 //! transitive dialing does not, so a TLS node runs in *isolated* mode: it connects only to
 //! its seeds and to the nodes that dial it. List every node a node should reach in its seeds.
 //! A failed TLS handshake on an inbound connection (a peer without TLS, or with a certificate
-//! the acceptor does not trust) never becomes a ractor session: ractor_cluster logs it at
-//! `warn` and the accepting node counts nothing; the dialing node counts a refused session.
+//! the acceptor does not trust) never becomes a ractor session: herd logs it (rate-limited)
+//! and counts it in [`ClusterStats::closed_before_auth`]; the dialing node counts a refused
+//! session.
+//!
+//! # Before authentication
+//!
+//! herd accepts inbound connections itself (ractor_cluster's own listener is stopped) and
+//! hands each stream to the NodeServer: every TLS handshake runs in its own task with a 5 s
+//! timeout (ractor_cluster 0.16.5 runs it inline, so one silent connection stopped a TLS
+//! node from accepting anyone); until the session authenticates, a frame over 64 KiB
+//! announced closes it (ractor allocates an announced frame before reading it, and its limit
+//! is set for herd messages), it is closed if it has not authenticated 5 s after the accept,
+//! and at most 64 such connections wait at a time. Logs about refused connections are
+//! limited to one line a second.
 //!
 //! # Not handled
 //!
@@ -110,14 +122,11 @@
 //!   sees the newcomer first keeps it and refuses the other; and a node restarted on a new
 //!   address while its old process still holds a session (hung, not yet declared down) is
 //!   refused until the detector declares the old one down.
-//! - **Stalled TLS handshakes.** ractor_cluster 0.16.5 runs each inbound TLS handshake inline
-//!   in its accept loop, with no timeout: one connection that opens a socket and sends
-//!   nothing stops a TLS node from accepting any other connection until it closes (its own
-//!   outbound dials still work).
 //! - **Access control** beyond the cookie: an authenticated peer may message any endpoint.
 //! - **Several nodes in one process.** ractor's registries are global to a process, so two
 //!   [`Node`]s in one process share pg groups and do not behave like two nodes.
 
+mod acceptor;
 mod config;
 mod detector;
 mod envelope;

@@ -15,6 +15,7 @@ use ractor_cluster::{
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::acceptor::{self, Acceptor};
 use super::detector::PeerStatus;
 use super::group::{self, Group, GroupEvent};
 use super::heartbeat::{self, HEARTBEAT_GROUP, LeaveAcks, RESERVED_PREFIX};
@@ -50,6 +51,10 @@ pub struct ClusterStats {
     pub heartbeat_bytes_sent: u64,
     /// Heartbeat messages received.
     pub heartbeats_received: u64,
+    /// Inbound connections closed by herd's acceptor before they authenticated: handshake
+    /// not finished within 5 s, a frame over 64 KiB announced before authenticating, a
+    /// failed TLS handshake, or too many connections already waiting.
+    pub closed_before_auth: u64,
     /// Times the failure detector found this node itself paused (its tick came very late)
     /// and restarted its deadlines instead of declaring peers down.
     pub detector_pauses: u64,
@@ -109,6 +114,9 @@ struct Inner {
     /// Set when a peer refused this node because its name is taken: (peer, the address of
     /// the node that holds the name).
     refused: watch::Sender<Option<(String, String)>>,
+    /// herd's acceptor of inbound connections and its task.
+    acceptor: Arc<Acceptor>,
+    accepting: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -231,6 +239,25 @@ impl Node {
         config.validate()?;
         let incarnation = random_incarnation();
         let (server, listen_addr) = spawn_server(&config, incarnation).await?;
+        // herd accepts inbound connections itself (see acceptor.rs for why).
+        acceptor::park_ractor_listener(&server).await;
+        let tcp = match acceptor::bind(listen_addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = server.stop_and_wait(None, Some(STOP_TIMEOUT)).await;
+                return Err(ClusterError::Listen {
+                    addr: listen_addr,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let acceptor = Arc::new(Acceptor::default());
+        let accepting = tokio::spawn(acceptor::run(
+            tcp,
+            server.clone(),
+            config.tls.as_ref().map(|t| t.acceptor.clone()),
+            Arc::clone(&acceptor),
+        ));
         let (tx, rx) = mpsc::unbounded_channel();
         server
             .cast(NodeServerMessage::SubscribeToEvents {
@@ -256,6 +283,7 @@ impl Node {
         let events = tokio::spawn(event_loop(
             config.name.clone(),
             listen_addr,
+            Arc::clone(&acceptor),
             rx,
             Arc::clone(&table),
             Arc::clone(&counters),
@@ -291,6 +319,7 @@ impl Node {
             Ok(g) => g,
             Err(e) => {
                 events.abort();
+                accepting.abort();
                 let _ = server.stop_and_wait(None, Some(STOP_TIMEOUT)).await;
                 return Err(e);
             }
@@ -321,6 +350,8 @@ impl Node {
                 leave_timeout: config.leave_timeout,
                 handover_timeout: config.handover_timeout,
                 refused,
+                acceptor,
+                accepting: Mutex::new(Some(accepting)),
             }),
         })
     }
@@ -392,6 +423,12 @@ impl Node {
             heartbeat_bytes_sent: hb.bytes_sent,
             heartbeats_received: hb.frames_received,
             detector_pauses: self.inner.membership.pauses(),
+            closed_before_auth: self
+                .inner
+                .acceptor
+                .counters
+                .closed_preauth
+                .load(Ordering::Relaxed),
             ..self.inner.counters.snapshot()
         }
     }
@@ -502,6 +539,9 @@ impl Node {
             }
         }
         self.inner.dialer.stop();
+        if let Some(accepting) = lock(&self.inner.accepting).take() {
+            accepting.abort();
+        }
         if let Some(beating) = lock(&self.inner.beating).take() {
             beating.abort();
         }
@@ -611,6 +651,7 @@ async fn refuse_duplicate(
 async fn event_loop(
     me: String,
     listen_addr: SocketAddr,
+    acceptor: Arc<Acceptor>,
     mut rx: mpsc::UnboundedReceiver<NodeEvent>,
     table: Arc<Mutex<SessionTable>>,
     counters: Arc<Counters>,
@@ -630,6 +671,9 @@ async fn event_loop(
                 lock(&table).opened(s.node_id, s.peer_addr, !s.is_server);
             }
             NodeEvent::Authenticated(s) => {
+                if s.is_server {
+                    acceptor.authenticated(&s.peer_addr);
+                }
                 counters
                     .sessions_authenticated
                     .fetch_add(1, Ordering::Relaxed);
@@ -680,6 +724,9 @@ async fn event_loop(
                 lock(&table).ready(s.node_id);
             }
             NodeEvent::Disconnected(s) => {
+                if s.is_server {
+                    acceptor.closed(&s.peer_addr);
+                }
                 membership.session_closed(s.node_id);
                 let closed = lock(&table).disconnected(s.node_id);
                 match closed {
