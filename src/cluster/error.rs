@@ -102,6 +102,14 @@ pub enum ClusterError {
         existing: String,
     },
 
+    /// Only an actor of this node can be published; this one is a stand-in for an actor of
+    /// another node. Nothing was published.
+    #[error("cannot publish {name:?}: the actor is not local to this node")]
+    NotLocal {
+        /// The name it was to be published under.
+        name: String,
+    },
+
     /// The node (or the group) has been shut down.
     #[error("the node has been shut down")]
     ShutDown,

@@ -111,6 +111,13 @@ impl Membership {
         }
     }
 
+    /// Whether session `node_id` is open and running (not closing).
+    pub(crate) fn session_alive(&self, node_id: u64) -> bool {
+        lock(&self.sessions)
+            .get(&node_id)
+            .is_some_and(|(_, a)| a.get_status() == ractor::ActorStatus::Running)
+    }
+
     pub(crate) fn session_opened(&self, node_id: u64, actor: ActorRef<NodeSessionMessage>) {
         lock(&self.sessions).insert(node_id, (None, actor));
     }

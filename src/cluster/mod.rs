@@ -66,6 +66,17 @@
 //!   stand-in of one node overlap, the node stays a member and messages go to the newest.
 //!   [`Group::members`] holds remote nodes only; [`Group::all_members`] adds this one.
 //!
+//! # Actors across nodes
+//!
+//! [`Node::publish`] makes a user's actor (a message type ractor_cluster can serialize:
+//! `#[derive(RactorClusterMessage)]`) reachable from every node under a name: it joins the
+//! pg group `herd.actor:{name}`, which ractor_cluster mirrors to every peer as a remote
+//! stand-in. [`Node::resolve`] returns what to `cast`/`call` ([`Located`], with the hosting
+//! node), [`Node::locate`] the hosting nodes, and [`Node::watch_actor`] a stream of
+//! [`ActorEvent`]s: Up, and Down when the actor stops ([`ActorGone::Stopped`]) or its node's
+//! connection closes ([`ActorGone::NodeDown`]). One name, one message type: ractor cannot
+//! check a remote actor's type.
+//!
 //! # Graceful leave
 //!
 //! [`Node::shutdown`] first runs each group's handover (a replica waits until every
@@ -127,6 +138,7 @@
 //!   [`Node`]s in one process share pg groups and do not behave like two nodes.
 
 mod acceptor;
+mod actors;
 mod config;
 mod detector;
 mod envelope;
@@ -146,6 +158,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+pub use actors::{ActorEvent, ActorGone, ActorWatch, Located};
 pub use config::{
     DEFAULT_COOKIE, DEFAULT_MAX_MESSAGE_SIZE, MAX_NODE_NAME_LEN, NodeConfig, TlsConfig,
 };

@@ -456,6 +456,19 @@ impl Node {
         }
     }
 
+    /// The session table (node_id -> peer name), for the actor registry.
+    pub(crate) fn session_table(&self) -> &Mutex<SessionTable> {
+        &self.inner.table
+    }
+
+    pub(crate) fn session_table_arc(&self) -> &Arc<Mutex<SessionTable>> {
+        &self.inner.table
+    }
+
+    pub(crate) fn membership(&self) -> &Arc<Membership> {
+        &self.inner.membership
+    }
+
     /// What a replica's graceful leave needs to know about this node, without keeping the
     /// node alive (no `Arc<Inner>` inside: the hook lives in a group the node owns).
     pub(crate) fn handover_probe(&self) -> HandoverProbe {

@@ -153,6 +153,11 @@ impl SessionTable {
         }
     }
 
+    /// The node name of authenticated session `node_id`.
+    pub(crate) fn name_of(&self, node_id: u64) -> Option<String> {
+        self.sessions.get(&node_id).and_then(|s| s.name.clone())
+    }
+
     /// Whether session `node_id` finished its initial sync.
     pub(crate) fn is_ready(&self, node_id: u64) -> bool {
         self.sessions.get(&node_id).is_some_and(|s| s.ready)
