@@ -175,3 +175,47 @@ impl Membership {
         lock(&self.inner).detector.pauses()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_subscription_sees_each_change_once_either_in_the_snapshot_or_the_stream() {
+        let m = Membership::new(DetectorConfig::default());
+        let t = Instant::now();
+        m.tick(t);
+        m.peer_live(t, "b");
+        m.peer_live(t, "c");
+        let mut early = m.subscribe();
+        assert_eq!(early.members, BTreeSet::from(["b".into(), "c".into()]));
+        m.leave(t, "c");
+        let late = m.subscribe();
+        assert_eq!(late.members, BTreeSet::from(["b".into()]));
+        assert_eq!(
+            early.events.try_recv().ok(),
+            Some(MemberEvent::Down {
+                node: "c".into(),
+                reason: super::super::DownReason::Left
+            })
+        );
+        assert!(early.events.try_recv().is_err(), "nothing twice");
+        // A closed connection that comes back within the grace period: no event at all.
+        m.peer_lost(t, "b");
+        for ms in (50..=3000).step_by(50) {
+            let now = t + Duration::from_millis(ms);
+            if ms == 400 {
+                m.peer_live(now, "b");
+            }
+            if ms % 200 == 0 {
+                m.heartbeat(now, "b");
+            }
+            m.tick(now);
+        }
+        assert_eq!(m.pauses(), 0);
+        let mut late = late;
+        assert!(late.events.try_recv().is_err());
+        assert_eq!(m.members(), BTreeSet::from(["b".into()]));
+    }
+}

@@ -46,7 +46,7 @@ pub struct ClusterStats {
     pub reconnect_attempts: u64,
     /// Heartbeat messages sent (to all peers together).
     pub heartbeats_sent: u64,
-    /// Bytes of those heartbeats, herd's envelope included (ractor's framing adds about 40
+    /// Bytes of those heartbeats, herd's envelope included (ractor's framing adds about 20
     /// bytes per message, see the book's membership chapter).
     pub heartbeat_bytes_sent: u64,
     /// Heartbeat messages received.
