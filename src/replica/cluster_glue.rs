@@ -71,9 +71,28 @@ impl Handover {
     }
 }
 
+/// The neighbours set by hand, if they were: then they, not the group's members, are who
+/// must hold the data.
+fn manual_neighbours<C: MapView>(shared: &Shared<C>) -> Option<BTreeSet<String>> {
+    let core = shared.lock();
+    core.manual_neighbours
+        .then(|| core.sync.neighbours().cloned().collect())
+}
+
 /// Whether a leaving replica may go: every neighbour confirmed, or there is nobody to hand
 /// anything to.
-fn may_leave(probe: &HandoverProbe, group: &Group, confirmed: &BTreeSet<String>) -> bool {
+fn may_leave(
+    probe: &HandoverProbe,
+    group: &Group,
+    manual: Option<BTreeSet<String>>,
+    confirmed: &BTreeSet<String>,
+) -> bool {
+    if let Some(neighbours) = manual {
+        // Only neighbours that are reachable can confirm; the others get it by repair later.
+        let reachable: BTreeSet<String> =
+            neighbours.intersection(&group.members()).cloned().collect();
+        return reachable.is_subset(confirmed);
+    }
     match probe.peers_synced() {
         // No peer: nothing can be handed over; wait only for seeds that may still answer.
         None => !probe.has_seeds(),
@@ -94,13 +113,24 @@ fn may_leave(probe: &HandoverProbe, group: &Group, confirmed: &BTreeSet<String>)
 
 /// Waits until every neighbour holds what this replica holds, or `probe.timeout` passes.
 /// The replica keeps syncing meanwhile (its actor runs); this only watches.
-async fn hand_over(probe: HandoverProbe, group: Group, handover: Arc<Handover>, name: String) {
+async fn hand_over<C: MapView>(
+    probe: HandoverProbe,
+    group: Group,
+    handover: Arc<Handover>,
+    shared: Arc<Shared<C>>,
+) {
+    let name = shared.name.clone();
     let started = Instant::now();
     let deadline = started + probe.timeout;
     let mut changed = handover.changed.subscribe();
     handover.active.store(true, Ordering::Release);
     loop {
-        if may_leave(&probe, &group, &handover.confirmed()) {
+        if may_leave(
+            &probe,
+            &group,
+            manual_neighbours(&shared),
+            &handover.confirmed(),
+        ) {
             tracing::debug!(replica = %name, took = ?started.elapsed(), "handover done");
             return;
         }
@@ -157,15 +187,17 @@ impl<C: MapView> Replica<C> {
         match node.join_group(replica.name(), on_event).await {
             Ok(group) => {
                 let probe = Arc::new(node.handover_probe());
-                let (g, name) = (group.clone(), replica.name().to_string());
+                let g = group.clone();
+                // Weak: the hook lives in the group, which the replica's state holds.
+                let weak = Arc::downgrade(replica.shared());
                 let hook: HandoverHook = Arc::new(move || {
                     let probe = HandoverProbe::clone(&probe);
-                    Box::pin(hand_over(
-                        probe,
-                        g.clone(),
-                        Arc::clone(&handover),
-                        name.clone(),
-                    ))
+                    let (g, handover, weak) = (g.clone(), Arc::clone(&handover), weak.clone());
+                    Box::pin(async move {
+                        if let Some(shared) = weak.upgrade() {
+                            hand_over(probe, g, handover, shared).await;
+                        }
+                    })
                 });
                 group.set_handover(hook);
                 replica.attach(Arc::new(group));
