@@ -10,8 +10,9 @@
 //! session authenticates, the stream
 //!
 //! * must finish the TLS handshake within [`HANDSHAKE_TIMEOUT`], in its own task;
-//! * may announce frames of at most [`PREAUTH_FRAME_LIMIT`] bytes (ractor allocates a frame's
-//!   announced length before reading it): a larger announcement closes it;
+//! * may announce frames of at most [`PREAUTH_FRAME_LIMIT`] bytes in its handshake (ractor
+//!   allocates a frame's announced length before reading it) and at most 1 MiB after it: a
+//!   larger announcement closes it;
 //! * must authenticate within [`HANDSHAKE_TIMEOUT`] of being accepted, or it is closed;
 //! * is one of at most [`MAX_UNAUTHENTICATED`]: beyond that, new connections are closed at
 //!   once (counted, logged at most once a second).
@@ -45,9 +46,17 @@ use super::ratelimit::RateLimited;
 /// How long an inbound connection may take from accept to authentication (TLS handshake
 /// included).
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// The largest frame an unauthenticated peer may announce: ractor's handshake messages
-/// (name, challenge, digest) are a few hundred bytes.
+/// The largest frame an unauthenticated peer may announce in its first
+/// [`HANDSHAKE_FRAMES`] frames: ractor's handshake messages (name, status, challenge reply)
+/// are a few hundred bytes.
 pub(crate) const PREAUTH_FRAME_LIMIT: u64 = 64 * 1024;
+/// How many frames a dialing peer sends before it can be authenticated: its name, maybe a
+/// status, and its challenge reply.
+const HANDSHAKE_FRAMES: u64 = 3;
+/// The largest frame announced after the handshake frames while herd has not yet seen the
+/// session's authentication: a peer the server just accepted sends its actor list and pg
+/// groups at once, which can race herd's bookkeeping. Bounds memory all the same.
+const POSTHANDSHAKE_FRAME_LIMIT: u64 = 1024 * 1024;
 /// Connections accepted but not yet authenticated, at most.
 pub(crate) const MAX_UNAUTHENTICATED: usize = 64;
 
@@ -242,6 +251,7 @@ impl ClusterBidiStream for Guarded {
             header: [0; 8],
             header_len: 0,
             frame_left: 0,
+            frames: 0,
             acceptor: self.acceptor,
         };
         (Box::new(read), Box::new(w))
@@ -262,6 +272,8 @@ struct GuardedRead<R> {
     header_len: usize,
     /// Bytes of the current frame still to come.
     frame_left: u64,
+    /// Frames announced so far.
+    frames: u64,
     acceptor: Arc<Acceptor>,
 }
 
@@ -293,9 +305,15 @@ impl<R> GuardedRead<R> {
             if self.header_len == 8 {
                 self.header_len = 0;
                 let len = u64::from_be_bytes(self.header);
-                if len > PREAUTH_FRAME_LIMIT {
+                let limit = if self.frames < HANDSHAKE_FRAMES {
+                    PREAUTH_FRAME_LIMIT
+                } else {
+                    POSTHANDSHAKE_FRAME_LIMIT
+                };
+                if len > limit {
                     return Err(len);
                 }
+                self.frames += 1;
                 self.frame_left = len;
             }
         }
@@ -323,7 +341,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for GuardedRead<R> {
             let fresh = buf.filled()[before..].to_vec();
             if let Err(len) = self.scan(&fresh) {
                 let e = self.refuse(&format!(
-                    "a frame of {len} bytes announced before authentication (limit {PREAUTH_FRAME_LIMIT})"
+                    "a frame of {len} bytes announced before authentication"
                 ));
                 return Poll::Ready(Err(e));
             }
@@ -350,6 +368,7 @@ mod tests {
             header: [0; 8],
             header_len: 0,
             frame_left: 0,
+            frames: 0,
             acceptor,
         }
     }
@@ -371,9 +390,15 @@ mod tests {
         }
         assert_eq!(r.frame_left, 0);
         assert_eq!(r.header_len, 0);
+        // Past the handshake frames, up to 1 MiB passes (a fresh session's actor list may
+        // race herd's bookkeeping); more does not.
+        assert_eq!(r.scan(&frame(200_000)), Ok(()));
         let big = (8u64 << 20).to_be_bytes();
         assert_eq!(r.scan(&big[..5]), Ok(()));
         assert_eq!(r.scan(&big[5..]), Err(8 << 20));
+        // In the handshake, 64 KiB is the limit.
+        let mut fresh = reader();
+        assert_eq!(fresh.scan(&(100_000u64).to_be_bytes()), Err(100_000));
     }
 
     #[tokio::test]

@@ -120,8 +120,8 @@
 //! hands each stream to the NodeServer: every TLS handshake runs in its own task with a 5 s
 //! timeout (ractor_cluster 0.16.5 runs it inline, so one silent connection stopped a TLS
 //! node from accepting anyone); until the session authenticates, a frame over 64 KiB
-//! announced closes it (ractor allocates an announced frame before reading it, and its limit
-//! is set for herd messages), it is closed if it has not authenticated 5 s after the accept,
+//! announced in the handshake, or over 1 MiB after it, closes it (ractor allocates an
+//! announced frame before reading it, and its limit is set for herd messages), it is closed if it has not authenticated 5 s after the accept,
 //! and at most 64 such connections wait at a time. Logs about refused connections are
 //! limited to one line a second.
 //!

@@ -52,8 +52,8 @@ pub struct ClusterStats {
     /// Heartbeat messages received.
     pub heartbeats_received: u64,
     /// Inbound connections closed by herd's acceptor before they authenticated: handshake
-    /// not finished within 5 s, a frame over 64 KiB announced before authenticating, a
-    /// failed TLS handshake, or too many connections already waiting.
+    /// not finished within 5 s, a frame over 64 KiB announced in the handshake (1 MiB after
+    /// it), a failed TLS handshake, or too many connections already waiting.
     pub closed_before_auth: u64,
     /// Times the failure detector found this node itself paused (its tick came very late)
     /// and restarted its deadlines instead of declaring peers down.
@@ -137,7 +137,10 @@ enum NodeEvent {
     Disconnected(NodeServerSessionInformation),
 }
 
-struct Forward(mpsc::UnboundedSender<NodeEvent>);
+/// Forwards node events to the event loop. Also lifts the acceptor's pre-authentication
+/// limits right here, in the NodeServer's own callback: the peer's first messages after
+/// authentication can follow within a round trip, sooner than the event loop would see it.
+struct Forward(mpsc::UnboundedSender<NodeEvent>, Arc<Acceptor>);
 
 impl NodeEventSubscription for Forward {
     fn node_session_opened(&self, ses: NodeServerSessionInformation) {
@@ -147,6 +150,9 @@ impl NodeEventSubscription for Forward {
         let _ = self.0.send(NodeEvent::Disconnected(ses));
     }
     fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
+        if ses.is_server {
+            self.1.authenticated(&ses.peer_addr);
+        }
         let _ = self.0.send(NodeEvent::Authenticated(ses));
     }
     fn node_session_ready(&self, ses: NodeServerSessionInformation) {
@@ -262,7 +268,7 @@ impl Node {
         server
             .cast(NodeServerMessage::SubscribeToEvents {
                 id: "herd".to_string(),
-                subscription: Box::new(Forward(tx)),
+                subscription: Box::new(Forward(tx, Arc::clone(&acceptor))),
             })
             .map_err(|e| ClusterError::Listen {
                 addr: listen_addr,
