@@ -305,6 +305,17 @@ impl Detector {
         }
     }
 
+    /// Some other message from `name` arrived (a sync message): it is alive, even if its
+    /// heartbeats are queued behind large messages on the same session. Counts for the
+    /// deadline only, not for the heartbeat gap figures, and never brings a peer back Up.
+    pub(crate) fn handle_activity(&mut self, now: Instant, name: &str) {
+        if let Some(p) = self.peers.get_mut(name)
+            && p.up
+        {
+            p.last_heard = p.last_heard.max(now);
+        }
+    }
+
     /// `name` announced that it is leaving.
     pub(crate) fn handle_leave(&mut self, now: Instant, name: &str) {
         self.peer(name, now).left = true;
@@ -551,6 +562,24 @@ mod tests {
             drain(&mut d),
             [up("b"), down("b", DownReason::Unresponsive), up("b")]
         );
+    }
+
+    #[test]
+    fn other_traffic_keeps_a_peer_up_but_does_not_bring_it_back() {
+        let mut t = Instant::now();
+        let mut d = Detector::new(DetectorConfig::default());
+        d.handle_tick(t);
+        d.handle_session_up(t, "b");
+        // No heartbeats for 3 s, but sync messages every 300 ms: still up.
+        for _ in 0..10 {
+            run(&mut d, &mut t, 300 * MS, &[]);
+            d.handle_activity(t, "b");
+        }
+        assert_eq!(drain(&mut d), [up("b")]);
+        run(&mut d, &mut t, 2000 * MS, &[]);
+        assert_eq!(drain(&mut d), [down("b", DownReason::Unresponsive)]);
+        d.handle_activity(t, "b");
+        assert_eq!(drain(&mut d), []);
     }
 
     #[test]

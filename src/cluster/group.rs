@@ -18,6 +18,9 @@ use super::ratelimit::RateLimited;
 /// How long [`Group::leave`] waits for the endpoint to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Told the sender of every accepted frame (the failure detector's proof of life).
+pub(crate) type ActivityHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// What a graceful leave runs before the endpoint stops (a replica hands its data over).
 pub(crate) type HandoverHook =
     Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
@@ -81,6 +84,9 @@ struct Shared {
     left: AtomicBool,
     handover: Mutex<Option<HandoverHook>>,
     handed_over: AtomicBool,
+    /// Told of every accepted frame's sender: traffic is proof of life for the failure
+    /// detector (heartbeats queue behind large sync messages on the same session).
+    activity: Option<ActivityHook>,
     /// One warning a second about refused frames at most: a peer sending garbage must not
     /// fill the disk with log lines. All are counted in the stats.
     reject_log: RateLimited,
@@ -109,6 +115,9 @@ impl Shared {
                 }
                 c.frames_received.fetch_add(1, Ordering::Relaxed);
                 add(&c.bytes_received, frame.len());
+                if let Some(activity) = &self.activity {
+                    activity(&from);
+                }
                 Some((from, bytes))
             }
             Err(e) => {
@@ -321,6 +330,7 @@ pub(crate) async fn start(
     max_message_size: usize,
     on_event: Box<dyn Fn(GroupEvent) + Send + Sync + 'static>,
     registry: Weak<Mutex<HashMap<String, Group>>>,
+    activity: Option<ActivityHook>,
 ) -> Result<Group, ClusterError> {
     let shared = Arc::new(Shared {
         group: group.to_string(),
@@ -333,6 +343,7 @@ pub(crate) async fn start(
         handover: Mutex::new(None),
         handed_over: AtomicBool::new(false),
         reject_log: RateLimited::new(Duration::from_secs(1)),
+        activity,
     });
     let endpoint = Endpoint {
         shared: Arc::clone(&shared),

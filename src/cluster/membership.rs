@@ -3,7 +3,7 @@
 //! close when a peer is declared unresponsive.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ractor::ActorRef;
 use ractor_cluster::NodeSessionMessage;
@@ -12,6 +12,9 @@ use tokio::time::Instant;
 
 use super::detector::{Detector, DetectorConfig, MemberEvent, PeerStatus};
 use super::lock;
+
+/// The failure detector is told of other traffic from a peer at most this often.
+const ACTIVITY_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Events kept for a subscriber that is slow to read; beyond this it gets
 /// [`broadcast::error::RecvError::Lagged`] and should resubscribe.
@@ -144,6 +147,29 @@ impl Membership {
 
     pub(crate) fn heartbeat(&self, now: Instant, name: &str) {
         self.with(|d| d.handle_heartbeat(now, name));
+    }
+
+    /// A hook for the groups: a frame from `name` arrived. Throttled to one detector update
+    /// per peer every [`ACTIVITY_EVERY`], so a busy group does not contend on the lock.
+    pub(crate) fn activity_hook(self: &Arc<Self>) -> super::group::ActivityHook {
+        let weak = Arc::downgrade(self);
+        let last: Mutex<HashMap<String, Instant>> = Mutex::new(HashMap::new());
+        Arc::new(move |name: &str| {
+            let now = Instant::now();
+            {
+                let mut last = lock(&last);
+                match last.get_mut(name) {
+                    Some(t) if now.saturating_duration_since(*t) < ACTIVITY_EVERY => return,
+                    Some(t) => *t = now,
+                    None => {
+                        last.insert(name.to_string(), now);
+                    }
+                }
+            }
+            if let Some(m) = weak.upgrade() {
+                m.with(|d| d.handle_activity(now, name));
+            }
+        })
     }
 
     pub(crate) fn leave(&self, now: Instant, name: &str) {

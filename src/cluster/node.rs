@@ -319,6 +319,7 @@ impl Node {
                 on_refused,
             ),
             std::sync::Weak::new(),
+            None,
         )
         .await
         {
@@ -523,6 +524,7 @@ impl Node {
             self.inner.max_message_size,
             on_event,
             Arc::downgrade(&self.inner.groups),
+            Some(self.inner.membership.activity_hook()),
         )
         .await?;
         lock(&self.inner.groups).insert(group.to_string(), g.clone());
