@@ -143,6 +143,7 @@ mod config;
 mod detector;
 mod envelope;
 mod error;
+mod events;
 mod group;
 mod heartbeat;
 mod members;
