@@ -45,6 +45,15 @@ fn a_hung_peer_is_reported_down_then_up_and_repaired() {
         n.await_members(2);
         n.await_neighbours(2);
     }
+    // The member list including the node itself is the same everywhere.
+    for n in [&mut a, &mut b, &mut c] {
+        let answer = n.ok("members");
+        assert_eq!(
+            answer["cluster_members"],
+            serde_json::json!(["a", "b", "c"]),
+            "{answer}"
+        );
+    }
     c.signal("STOP");
     let stopped = Instant::now();
     a.await_state("c", false);
