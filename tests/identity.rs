@@ -104,6 +104,22 @@ fn connections_that_do_not_authenticate_cannot_pin_memory_or_hold_slots() {
     let mut a = h.spawn(h.spec("a"));
     let addr = a.listen();
 
+    // 10,000 small frames that ractor takes for inter-node messages: before authentication
+    // ractor logs a warning for each (10,000 lines); herd stops reading after a handshake's
+    // worth, and the deadline closes the connection.
+    let mut flood = TcpStream::connect(&addr).expect("connect");
+    let frame = [0, 0, 0, 0, 0, 0, 0, 2, 0x12, 0x00];
+    let mut sent = 0;
+    flood
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .expect("write timeout");
+    for _ in 0..10_000 {
+        if flood.write_all(&frame).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    assert!(sent > 16, "only {sent} frames could be sent");
     // 20 connections each announcing an 8 MiB frame before authenticating: ractor would
     // allocate and wait for each (176 MB held in the report); herd closes them at once.
     let mut big: Vec<TcpStream> = (0..20)
@@ -144,6 +160,20 @@ fn connections_that_do_not_authenticate_cannot_pin_memory_or_hold_slots() {
     assert!(
         number(&stats, "/cluster/closed_before_auth") >= 120,
         "{stats}"
+    );
+
+    assert!(
+        closed_by(&mut flood, Instant::now() + Duration::from_secs(10)),
+        "the flooding connection was never closed"
+    );
+    let log = std::fs::read_to_string(h.data_dir("a.log")).unwrap_or_default();
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("unauthenticated NodeSession"))
+        .count();
+    assert!(
+        warned <= 20,
+        "{warned} warnings for one flooding connection"
     );
 
     // And the node still takes real peers.

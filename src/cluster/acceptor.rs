@@ -13,6 +13,8 @@
 //! * may announce frames of at most [`PREAUTH_FRAME_LIMIT`] bytes in its handshake (ractor
 //!   allocates a frame's announced length before reading it) and at most 1 MiB after it: a
 //!   larger announcement closes it;
+//! * is not read beyond [`PREAUTH_MAX_FRAMES`] frames (ractor logs each non-handshake frame
+//!   of an unauthenticated peer) until the authentication is seen;
 //! * must authenticate within [`HANDSHAKE_TIMEOUT`] of being accepted, or it is closed;
 //! * is one of at most [`MAX_UNAUTHENTICATED`]: beyond that, new connections are closed at
 //!   once (counted, logged at most once a second).
@@ -30,7 +32,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use ractor::ActorRef;
@@ -53,6 +55,10 @@ pub(crate) const PREAUTH_FRAME_LIMIT: u64 = 64 * 1024;
 /// How many frames a dialing peer sends before it can be authenticated: its name, maybe a
 /// status, and its challenge reply.
 const HANDSHAKE_FRAMES: u64 = 3;
+/// After this many frames without authentication the reader stops reading until herd sees
+/// the session authenticate (or the deadline closes it): ractor logs a warning for every
+/// non-handshake frame an unauthenticated peer sends (10,000 frames, 10,000 lines).
+const PREAUTH_MAX_FRAMES: u64 = 16;
 /// The largest frame announced after the handshake frames while herd has not yet seen the
 /// session's authentication: a peer the server just accepted sends its actor list and pg
 /// groups at once, which can race herd's bookkeeping. Bounds memory all the same.
@@ -67,6 +73,8 @@ struct Guard {
     /// Released (the count of unauthenticated connections decremented) once.
     released: AtomicBool,
     pending: Arc<AtomicUsize>,
+    /// The reader parked at [`PREAUTH_MAX_FRAMES`], woken when authentication is seen.
+    parked: Mutex<Option<Waker>>,
 }
 
 impl Guard {
@@ -105,6 +113,9 @@ impl Acceptor {
         if let Some(g) = lock(&self.guards).get(label) {
             g.authenticated.store(true, Ordering::Release);
             g.release();
+            if let Some(w) = lock(&g.parked).take() {
+                w.wake();
+            }
         }
     }
 
@@ -170,6 +181,7 @@ pub(crate) async fn run(
             authenticated: AtomicBool::new(false),
             released: AtomicBool::new(false),
             pending: Arc::clone(&acceptor.pending),
+            parked: Mutex::new(None),
         });
         if pending > MAX_UNAUTHENTICATED {
             acceptor
@@ -333,6 +345,17 @@ impl<R: AsyncRead + Unpin> AsyncRead for GuardedRead<R> {
         if self.sleep.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Err(self.refuse("did not authenticate in time")));
         }
+        if self.frames >= PREAUTH_MAX_FRAMES && self.frame_left == 0 && self.header_len == 0 {
+            // More frames than a handshake takes and no authentication seen: stop reading
+            // (a legitimate peer's first messages wait a moment for herd to see its
+            // authentication; a flood of frames that ractor would log one by one stays in
+            // the socket) until the flag is set or the deadline closes the connection.
+            *lock(&self.guard.parked) = Some(cx.waker().clone());
+            if !self.guard.authenticated.load(Ordering::Acquire) {
+                return Poll::Pending;
+            }
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &polled {
@@ -363,6 +386,7 @@ mod tests {
                 authenticated: AtomicBool::new(false),
                 released: AtomicBool::new(false),
                 pending: Arc::clone(&acceptor.pending),
+                parked: Mutex::new(None),
             }),
             sleep: Box::pin(tokio::time::sleep(Duration::from_secs(60))),
             header: [0; 8],

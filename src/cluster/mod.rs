@@ -122,7 +122,9 @@
 //! node from accepting anyone); until the session authenticates, a frame over 64 KiB
 //! announced in the handshake, or over 1 MiB after it, closes it (ractor allocates an
 //! announced frame before reading it, and its limit is set for herd messages), it is closed if it has not authenticated 5 s after the accept,
-//! and at most 64 such connections wait at a time. Logs about refused connections are
+//! at most 64 such connections wait at a time, and
+//! none is read beyond 16 frames (ractor logs a warning for every inter-node frame an
+//! unauthenticated peer sends). Logs about refused connections are
 //! limited to one line a second.
 //!
 //! # Not handled
