@@ -40,6 +40,7 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub mod agent;
 pub mod clock;
 pub mod cluster;
 pub mod codec;

@@ -62,7 +62,7 @@ impl Data {
 }
 
 /// The `herd` binary: cargo sets `CARGO_BIN_EXE_herd` for benches; `HERD_BIN` overrides it.
-fn herd_bin() -> String {
+pub(crate) fn herd_bin() -> String {
     std::env::var("HERD_BIN")
         .ok()
         .or_else(|| option_env!("CARGO_BIN_EXE_herd").map(str::to_owned))

@@ -17,7 +17,9 @@
 //! `-- sync` selects them, and cluster workloads (two real node processes) `cluster-*`. [`report::median_time`] times a closure (median of n runs).
 
 mod cluster;
+mod limits;
 mod membership;
+mod products;
 mod report;
 mod sync;
 
@@ -37,10 +39,14 @@ const WORKLOADS: &[Workload] = &[
     ("cluster-w2", cluster::w2),
     ("cluster-w3", cluster::w3),
     ("cluster-w4w5", cluster::w4w5),
+    ("cluster-limits", limits::cluster_limits),
+    ("sync-limits", sync::sync_limits),
+    ("products-agent", products::agent),
     ("cluster-membership", membership::membership),
 ];
 
 fn main() {
+    products::run_role_if_child();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let run = report::selected(WORKLOADS, &args);
     if run.is_empty() {

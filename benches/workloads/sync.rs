@@ -36,20 +36,29 @@ fn base(clock: &mut Hlc) -> Map {
 
 /// A converged pair. Replica ids are 64-bit, as herd draws them in production.
 fn pair(map: &Map, config: &SyncConfig) -> (Replica, Replica) {
+    pair_of(map, map, config, config)
+}
+
+/// A pair holding `ma` and `mb`, configured `ca` and `cb`, that have told each other their
+/// limits (one round, not counted by `drive`).
+fn pair_of(ma: &Map, mb: &Map, ca: &SyncConfig, cb: &SyncConfig) -> (Replica, Replica) {
     let mut a = SyncState::new(
         ReplicaId::new(0x9c3f_11a2_7d04_e6b1),
         1,
-        map.clone(),
-        config.clone(),
+        ma.clone(),
+        ca.clone(),
     );
     let mut b = SyncState::new(
         ReplicaId::new(0x51e8_c0d7_3a9b_2f46),
         2,
-        map.clone(),
-        config.clone(),
+        mb.clone(),
+        cb.clone(),
     );
     a.set_neighbours([1]);
     b.set_neighbours([0]);
+    if ma == mb {
+        drive(&mut a, &mut b, 10);
+    }
     (a, b)
 }
 
@@ -225,4 +234,117 @@ pub(crate) fn sync_idle(r: &mut Report) {
     );
     let full = codec::encoded_len(&map).expect("encodes") as f64;
     r.record("naive_full_state_bytes", full, "bytes", None);
+}
+
+/// Limits: neighbours with different `max_sync_size` (bytes against both at the default), a
+/// small limit moving 100,000 keys to an empty peer (ticks), and a value as large as the limit
+/// allows reaching an empty peer when the context names 64 replica ids.
+pub(crate) fn sync_limits(r: &mut Report) {
+    let mut clock = Hlc::default();
+    let map = base(&mut clock);
+    let large = SyncConfig::default();
+    let small = SyncConfig {
+        max_sync_size: 2_000,
+        ..SyncConfig::default()
+    };
+    let no_buffer = |c: &SyncConfig| SyncConfig {
+        max_buffered_deltas: 0,
+        ..c.clone()
+    };
+    for (path, repair) in [("delta", false), ("repair", true)] {
+        let run = |ca: &SyncConfig, cb: &SyncConfig, clock: &mut Hlc| {
+            let (ca, cb) = if repair {
+                (no_buffer(ca), no_buffer(cb))
+            } else {
+                (ca.clone(), cb.clone())
+            };
+            let (mut a, mut b) = pair_of(&map, &map, &ca, &cb);
+            update(&mut a, clock, 1_000);
+            drive(&mut a, &mut b, 1_000).0 as f64
+        };
+        let same = run(&large, &large, &mut clock);
+        let small_sender = run(&small, &large, &mut clock);
+        let small_receiver = run(&large, &small, &mut clock);
+        r.record(
+            &format!("{path}_d1000_bytes_both_1mib"),
+            same,
+            "bytes",
+            None,
+        );
+        r.record(
+            &format!("{path}_d1000_bytes_sender_2k_receiver_1mib"),
+            small_sender,
+            "bytes",
+            Some(same),
+        );
+        r.record(
+            &format!("{path}_d1000_bytes_sender_1mib_receiver_2k"),
+            small_receiver,
+            "bytes",
+            Some(same),
+        );
+    }
+
+    // 100,000 keys to an empty peer with 16 KB messages: the repair path, windowed.
+    let config = SyncConfig {
+        max_sync_size: 16_384,
+        ..SyncConfig::default()
+    };
+    let (mut a, mut b) = pair_of(&map, &Map::new(), &config, &config);
+    let (bytes, rounds, largest) = drive(&mut a, &mut b, 10_000);
+    r.record(
+        "empty_peer_100000_keys_16k_rounds",
+        rounds as f64,
+        "ticks",
+        None,
+    );
+    r.record(
+        "empty_peer_100000_keys_16k_bytes",
+        bytes as f64,
+        "bytes",
+        Some(codec::encoded_len(&map).expect("encodes") as f64),
+    );
+    r.record(
+        "empty_peer_100000_keys_16k_largest_message",
+        largest as f64,
+        "bytes",
+        Some(16_384.0),
+    );
+
+    // 64 replica ids in the context, then one value as large as an entry may be.
+    let mut history = map.clone();
+    for id in 0..64u64 {
+        let _ = history.put(
+            ReplicaId::new(0x1000 + id),
+            clock.now(2 * KEYS as u64),
+            format!("id/{id}"),
+            vec![0; 8],
+        );
+    }
+    let max = SyncConfig::default().max_sync_size;
+    // A holds it all and writes the value; B joins empty.
+    let (mut a, mut b) = pair_of(&history, &Map::new(), &large, &large);
+    let entry = large.max_entry_size();
+    let ts = clock.now(3 * KEYS as u64);
+    a.mutate(|m, id| m.put(id, ts, "big".to_owned(), vec![7; entry - 64]));
+    let (bytes, rounds, largest) = drive(&mut a, &mut b, 1_000);
+    assert_eq!(b.crdt().len(), a.crdt().len());
+    r.record(
+        "max_value_64_ids_late_joiner_rounds",
+        rounds as f64,
+        "ticks",
+        None,
+    );
+    r.record(
+        "max_value_64_ids_late_joiner_bytes",
+        bytes as f64,
+        "bytes",
+        None,
+    );
+    r.record(
+        "max_value_64_ids_largest_message",
+        largest as f64,
+        "bytes",
+        Some(max as f64),
+    );
 }

@@ -196,6 +196,33 @@ where
         self.key_dots(key) != before
     }
 
+    /// The removal half of [`join_key_from_peer`](Self::join_key_from_peer), for an entry too
+    /// large to travel with the peer's context: removes our dots under `key` that the peer has
+    /// seen (`their_ctx`) and no longer holds there (`their_live`, sorted). Adds nothing.
+    ///
+    /// Returns true when our entries under `key` changed.
+    pub fn remove_seen_under_key(
+        &mut self,
+        key: &K,
+        their_live: &[Dot],
+        their_ctx: &CausalContext,
+    ) -> bool {
+        let gone = |d: Dot| their_ctx.contains(d) && their_live.binary_search(&d).is_err();
+        let Some((i, _, mine)) = self.store.entries.get_full_mut(key) else {
+            return false;
+        };
+        let mut any = false;
+        mine.for_each_dot(&mut |d| any |= gone(d));
+        if !any {
+            return false;
+        }
+        *mine = mine.restrict(&|d| !gone(d), false);
+        if mine.is_empty() && !self.keyed {
+            self.store.entries.swap_remove_index(i);
+        }
+        true
+    }
+
     /// The dots stored under `key`, sorted.
     pub fn key_dots<Q>(&self, key: &Q) -> Vec<Dot>
     where

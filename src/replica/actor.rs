@@ -75,6 +75,10 @@ impl<C: MapView> Actor for ReplicaActor<C> {
                     }
                 }
             }
+            while let Some(warning) = core.sync.poll_warning() {
+                // Each is reported once per key and neighbour by the sync layer.
+                tracing::warn!(replica = %shared.name, ?warning, "entry does not fit a neighbour's message limit");
+            }
             (shared.drain(&mut core), core.seq())
         };
         let (transmits, seq) = transmits;

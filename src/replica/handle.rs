@@ -118,6 +118,12 @@ pub struct ReplicaStats {
     pub deltas_sent: u64,
     /// Keys sent by the repair path.
     pub repair_keys_sent: u64,
+    /// Times unacknowledged delta messages were sent again.
+    pub delta_resends: u64,
+    /// Keys too large for some neighbour's message limit (each counted once per neighbour).
+    pub entries_too_large_for_peer: u64,
+    /// Neighbours' notices of keys too large for this replica's message limit.
+    pub entries_too_large_here: u64,
     /// Deltas not yet acknowledged by every neighbour.
     pub buffered_deltas: usize,
     /// Messages the transport could not send (the protocol resends or repairs).
@@ -326,6 +332,9 @@ impl<C: MapView> Replica<C> {
             transport_bytes_received: transport.1,
             deltas_sent: s.deltas_sent,
             repair_keys_sent: s.repair_keys_sent,
+            delta_resends: s.delta_resends,
+            entries_too_large_for_peer: s.entries_too_large_for_peer,
+            entries_too_large_here: s.entries_too_large_here,
             buffered_deltas: core.sync.buffered_deltas(),
             send_errors: self.shared.send_errors.load(Ordering::Relaxed),
             storage_commits: self.shared.commits.load(Ordering::Relaxed),

@@ -42,6 +42,8 @@ mod options;
 mod persist;
 mod shared;
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;
 mod view;
 

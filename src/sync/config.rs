@@ -2,12 +2,27 @@ use crate::merkle::Shape;
 
 /// Tuning of the sync protocol. Fields are public; [`SyncConfig::default`] documents the
 /// defaults.
+///
+/// Neighbours need not agree on any of these except [`shape`](Self::shape): each replica
+/// tells its neighbours its [`max_sync_size`](Self::max_sync_size), and a sender never sends
+/// a neighbour a message larger than the smaller of the two limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncConfig {
-    /// Upper bound on every encoded message, in bytes. Default 1 MiB: far below ractor_cluster's
-    /// 16 MiB inbound frame cap (an oversized frame tears down the whole session there).
-    /// A divergence larger than this is repaired in several messages.
+    /// Upper bound on every encoded message this replica sends or accepts, in bytes. Default
+    /// 1 MiB: far below ractor_cluster's 16 MiB inbound frame cap (an oversized frame tears
+    /// down the whole session there).
+    ///
+    /// It bounds the memory one message takes, not the throughput: a divergence larger than
+    /// this is repaired in several messages, up to
+    /// [`max_in_flight_bytes`](Self::max_in_flight_bytes) of them in flight at once. One
+    /// key's entries must fit one message ([`SyncConfig::max_entry_size`]); a key that does
+    /// not fit a neighbour's smaller limit is reported, never resent in a loop.
     pub max_sync_size: usize,
+    /// Bytes of delta messages in flight (sent, not yet acknowledged) to one neighbour, and
+    /// bytes of one burst of repair messages. More is sent as acknowledgements come back, so
+    /// throughput is set by the link, not by `max_sync_size` per tick. At least one message
+    /// is always allowed. Default 4 MiB.
+    pub max_in_flight_bytes: usize,
     /// Ticks to wait for an acknowledgement before sending unacknowledged deltas again.
     /// Default 3.
     pub resend_after_ticks: u64,
@@ -28,6 +43,7 @@ impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             max_sync_size: 1 << 20,
+            max_in_flight_bytes: 4 << 20,
             resend_after_ticks: 3,
             max_buffered_deltas: 100_000,
             digest_every_ticks: 1,
@@ -46,4 +62,17 @@ impl SyncConfig {
             ..SyncConfig::default()
         }
     }
+
+    /// The largest encoded entry (one key with all its entries, as `(key, store)`) that can
+    /// always be shipped to a neighbour with the same limit, however large the causal context
+    /// has grown: a repair sends such an entry alone, with no context. A write whose entry is
+    /// larger could be accepted locally but never repaired, so the replica refuses it.
+    pub fn max_entry_size(&self) -> usize {
+        max_entry_size(self.max_sync_size)
+    }
+}
+
+/// [`SyncConfig::max_entry_size`] for a given message limit.
+pub(super) fn max_entry_size(max_sync_size: usize) -> usize {
+    max_sync_size.saturating_sub(super::state::ENVELOPE)
 }

@@ -1,7 +1,7 @@
 //! The protocol's messages. Encoded with [`crate::codec`]; changing their shape is a wire
 //! format change (see the golden vectors in `sync/tests`).
 
-use crate::crdt::{Causal, CausalContext, DotMap, ReplicaId};
+use crate::crdt::{Causal, CausalContext, Dot, DotMap, ReplicaId};
 use crate::merkle::{Digest, KeyHash, NodePath};
 use serde::{Deserialize, Serialize};
 
@@ -56,5 +56,22 @@ pub(crate) enum Message<K, S> {
         ctx: CausalContext,
         reply: bool,
         buckets: Vec<(NodePath, Vec<(KeyHash, Digest)>)>,
+    },
+    /// Limits: the largest message the sender accepts. Sent to every new neighbour until it
+    /// answers (`reply` set on the answer, which is not answered again), and whenever the
+    /// sender refused a message for its size, so a neighbour with a larger limit learns it
+    /// within a round trip.
+    Hello { limit: u64, reply: bool },
+    /// The sender holds an entry under `key` of `size` encoded bytes, which cannot be sent
+    /// within the receiver's limit: the two stay different under that key until the entry
+    /// shrinks or the limit grows. Sent once per key and limit, so both sides can report it.
+    Oversized { key: KeyHash, size: u64 },
+    /// Repair path, for keys whose entries are too large to travel with the context: for each
+    /// key, the dots the sender holds under it; the receiver removes its dots under the key
+    /// that `ctx` covers and the list lacks (what `Repair` decides with its context). The
+    /// entries themselves follow in a `Repair` with no context.
+    Removals {
+        ctx: CausalContext,
+        keys: Vec<(K, Vec<Dot>)>,
     },
 }

@@ -37,6 +37,7 @@
 mod config;
 mod keys;
 pub(crate) mod message;
+mod pack;
 mod query;
 mod repair;
 mod state;
@@ -44,7 +45,7 @@ mod state;
 mod tests;
 
 pub use config::SyncConfig;
-pub use state::{SyncEvent, SyncState, SyncStats, Transmit};
+pub use state::{SyncEvent, SyncState, SyncStats, SyncWarning, Transmit};
 
 use crate::crdt::{AwLwwMap, DotFun, DotMap, DotSet, DotStore, Embeddable, Lww, OrMap, OrSet};
 use serde::Serialize;

@@ -3,14 +3,15 @@
 use super::MapCrdt;
 use super::keys::key_hash;
 use super::message::{DotRange, Message};
-use super::state::{ENVELOPE, SyncState};
+use super::pack::{Placed, RepairPacker};
+use super::state::{ENVELOPE, SyncState, SyncWarning};
 use crate::codec;
 use crate::crdt::{Causal, CausalContext, Dot, DotMap, DotStore, ReplicaId};
 use crate::merkle::{Digest, KeyHash, NodePath};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// Whole keys with all their entries, as a repair carries them.
-type Entries<C> = Vec<(<C as MapCrdt>::Key, <C as MapCrdt>::Value)>;
+/// Repair messages of one burst.
+type Repairs<C> = Vec<Message<<C as MapCrdt>::Key, <C as MapCrdt>::Value>>;
 
 impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     /// Sends a digest when nothing is in flight to `peer` and no repair is landing there.
@@ -35,7 +36,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         if root == self.tree.root() && ctx_hash == self.context_hash() {
             return;
         }
-        let (ctx, _) = self.sendable_context();
+        let (ctx, _) = self.sendable_context(self.limit_for(from));
         let msg = Message::Context {
             from: self.id,
             root: self.tree.root(),
@@ -44,20 +45,55 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         self.send(from, &msg);
     }
 
-    /// Our context, without the dot cloud if the whole would take more than half a message:
-    /// a subset of a context is always safe to send (the peer only keeps more, or sends more).
-    /// The cloud matters: dots of a replica whose first writes were lost with it can only
-    /// ever live there, and removes of them are decided with it.
+    /// Our context for a message of at most `limit` bytes: without the dot cloud if the whole
+    /// would take more than half of it, and empty if even the version vector would. A subset
+    /// of a context is always safe to send (the peer only keeps more, or sends more). The
+    /// cloud matters: dots of a replica whose first writes were lost with it can only ever
+    /// live there, and removes of them are decided with it.
     ///
     /// Returns the context and its encoded size, which message budgets subtract.
-    pub(super) fn sendable_context(&self) -> (CausalContext, usize) {
+    pub(super) fn sendable_context(&self, limit: usize) -> (CausalContext, usize) {
         let ctx = self.crdt.as_causal().context();
+        let fits = |len: usize| len + ENVELOPE <= limit / 2;
         match codec::encoded_len(ctx) {
-            Ok(len) if len + ENVELOPE <= self.config.max_sync_size / 2 => (ctx.clone(), len),
+            Ok(len) if fits(len) => (ctx.clone(), len),
             _ => {
                 let vv = ctx.vector_only();
-                let len = codec::encoded_len(&vv).unwrap_or(0);
-                (vv, len)
+                match codec::encoded_len(&vv) {
+                    Ok(len) if fits(len) => (vv, len),
+                    _ => {
+                        let empty = CausalContext::new();
+                        let len = codec::encoded_len(&empty).unwrap_or(0);
+                        (empty, len)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reports keys found too large for `peer`'s limit: counted, warned and told to the peer,
+    /// once per key (and again if its limit changes).
+    pub(super) fn report_oversized(&mut self, peer: &P, oversized: Vec<(KeyHash, usize)>) {
+        let limit = self.limit_for(peer);
+        for (key, size) in oversized {
+            let new = self
+                .neighbours
+                .get_mut(peer)
+                .is_some_and(|n| n.oversized.insert(key));
+            if new {
+                self.stats.entries_too_large_for_peer += 1;
+                self.warnings.push_back(SyncWarning::EntryTooLargeForPeer {
+                    peer: peer.clone(),
+                    size,
+                    limit,
+                });
+                self.send(
+                    peer,
+                    &Message::Oversized {
+                        key,
+                        size: size as u64,
+                    },
+                );
             }
         }
     }
@@ -82,17 +118,13 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         if let Some(n) = self.neighbours.get_mut(from) {
             n.last_context = Some(ours);
         }
-        let (ours, ours_len) = self.sendable_context();
-        let (entries, seen) = self.unseen_entries(&ctx, ours_len);
-        let found = !entries.is_empty();
-        if found || !seen.is_empty() {
-            self.stats.repair_keys_sent += entries.len() as u64;
-            let msg = Message::Repair {
-                ctx: ours,
-                entries,
-                seen,
-            };
-            self.send(from, &msg);
+        let (messages, keys) = self.unseen_repairs(from, &ctx);
+        let found = keys > 0;
+        if !messages.is_empty() {
+            self.stats.repair_keys_sent += keys;
+            for msg in &messages {
+                self.send(from, msg);
+            }
             let quiet = self.tick + self.config.repair_cooldown_ticks;
             if let Some(n) = self.neighbours.get_mut(from) {
                 n.quiet_until = quiet;
@@ -108,8 +140,11 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     }
 
     /// Every key holding a write `seen` does not cover, with all its entries, in dot order and
-    /// within one message; and the dot ranges the receiver may then record as seen.
-    fn unseen_entries(&self, seen: &CausalContext, ctx_len: usize) -> (Entries<C>, Vec<DotRange>) {
+    /// in one burst of messages to `peer`; the first carries the dot ranges the receiver may
+    /// then record as seen. Returns the messages and the number of keys they carry.
+    fn unseen_repairs(&mut self, peer: &P, seen: &CausalContext) -> (Repairs<C>, u64) {
+        let limit = self.limit_for(peer);
+        let (ctx, ctx_len) = self.sendable_context(limit);
         let causal = self.crdt.as_causal();
         let mut candidates: Vec<(Dot, &C::Key, &C::Value)> = Vec::new();
         for (key, store) in causal.store().iter() {
@@ -125,28 +160,34 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         }
         candidates.sort_unstable_by_key(|(d, _, _)| *d);
 
-        let budget = self.config.max_sync_size.saturating_sub(ENVELOPE + ctx_len);
-        let mut used = 0;
-        let mut entries = Vec::new();
+        let mut packer: RepairPacker<C::Key, C::Value> =
+            RepairPacker::new(limit, ctx, ctx_len, self.config.max_in_flight_bytes);
+        let mut keys = 0;
+        let mut full = false;
+        // The keys not in the first message bound what the receiver may record as seen.
         let mut excluded: BTreeMap<ReplicaId, u64> = BTreeMap::new();
-        for (i, (_, key, store)) in candidates.iter().enumerate() {
-            let size = codec::encoded_len(&(key, store)).unwrap_or(usize::MAX);
-            if used + size > budget {
-                // The first key left out bounds what the receiver may record as seen.
-                for (_, _, rest) in &candidates[i..] {
-                    rest.for_each_dot(&mut |d| {
-                        if !seen.contains(d) {
-                            let e = excluded.entry(d.replica).or_insert(u64::MAX);
-                            *e = (*e).min(d.counter);
-                        }
-                    });
-                }
-                break;
+        for (_, key, store) in &candidates {
+            let placed = if full {
+                Placed::Full
+            } else {
+                packer.add(*key, *store)
+            };
+            match placed {
+                Placed::First => keys += 1,
+                Placed::Later => keys += 1,
+                Placed::Oversized => {}
+                Placed::Full => full = true,
             }
-            used += size;
-            entries.push(((*key).clone(), (*store).clone()));
+            if placed != Placed::First {
+                store.for_each_dot(&mut |d| {
+                    if !seen.contains(d) {
+                        let e = excluded.entry(d.replica).or_insert(u64::MAX);
+                        *e = (*e).min(d.counter);
+                    }
+                });
+            }
         }
-        // Every dot in `from..=to` is then in this message, removed here, or seen there.
+        // Every dot in `from..=to` is then in the first message, removed here, or seen there.
         let ranges = causal
             .context()
             .vector()
@@ -157,7 +198,10 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                 (to >= from).then_some((r, from, to))
             })
             .collect();
-        (entries, ranges)
+        let oversized = packer.take_oversized();
+        let messages = packer.finish(ranges);
+        self.report_oversized(peer, oversized);
+        (messages, keys)
     }
 
     pub(super) fn on_repair(
@@ -175,6 +219,35 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         }
         for &(r, lo, hi) in seen {
             self.crdt.as_causal_mut().ctx.insert_range(r, lo, hi);
+        }
+        self.changed_by_peer(from, changed);
+    }
+
+    pub(super) fn on_removals(
+        &mut self,
+        from: &P,
+        their_ctx: &CausalContext,
+        keys: Vec<(C::Key, Vec<Dot>)>,
+    ) {
+        let mut changed = Vec::new();
+        for (key, mut live) in keys {
+            live.sort_unstable(); // from the network: do not trust the order
+            self.capture_previous(std::iter::once(&key));
+            let before = self.crdt.as_causal().key_dots(&key);
+            if !self
+                .crdt
+                .as_causal_mut()
+                .remove_seen_under_key(&key, &live, their_ctx)
+            {
+                continue;
+            }
+            self.refresh_key(&key);
+            let after = self.crdt.as_causal().key_dots(&key);
+            let removed = before
+                .into_iter()
+                .filter(|d| after.binary_search(d).is_err())
+                .collect();
+            changed.push((key, removed));
         }
         self.changed_by_peer(from, changed);
     }
@@ -243,8 +316,8 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
 
     pub(super) fn on_nodes(&mut self, from: &P, nodes: &[(NodePath, Vec<(u16, Digest)>)]) {
         let shape = self.tree.shape();
-        let (ctx, ctx_len) = self.sendable_context();
-        let budget = self.config.max_sync_size.saturating_sub(ENVELOPE + ctx_len);
+        let (ctx, ctx_len) = self.sendable_context(self.limit_for(from));
+        let budget = self.limit_for(from).saturating_sub(ENVELOPE + ctx_len);
         let mut deeper = Vec::new();
         let mut buckets = Vec::new();
         let (mut nodes_used, mut buckets_used) = (0usize, 0usize);
@@ -311,10 +384,11 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                 ours.entry(bucket).or_default().push((kh, key.clone()));
             }
         }
-        let (ctx, ctx_len) = self.sendable_context();
-        let budget = self.config.max_sync_size.saturating_sub(ENVELOPE + ctx_len);
-        let mut used = 0;
-        let mut entries = Vec::new();
+        let limit = self.limit_for(from);
+        let (ctx, ctx_len) = self.sendable_context(limit);
+        let mut packer =
+            RepairPacker::new(limit, ctx.clone(), ctx_len, self.config.max_in_flight_bytes);
+        let mut keys = 0;
         let mut answer = Vec::new();
         let mut changed = Vec::new();
         for (path, theirs) in buckets {
@@ -338,10 +412,8 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                     if store.is_empty() {
                         continue;
                     }
-                    let size = codec::encoded_len(&(key, store)).unwrap_or(usize::MAX);
-                    if used + size <= budget {
-                        used += size;
-                        entries.push((key.clone(), store.clone()));
+                    if matches!(packer.add(key, store), Placed::First | Placed::Later) {
+                        keys += 1;
                     }
                 }
             }
@@ -353,13 +425,10 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             }
         }
         self.changed_by_peer(from, changed);
-        if !entries.is_empty() {
-            self.stats.repair_keys_sent += entries.len() as u64;
-            let msg = Message::Repair {
-                ctx: ctx.clone(),
-                entries,
-                seen: Vec::new(),
-            };
+        let oversized = packer.take_oversized();
+        self.report_oversized(from, oversized);
+        self.stats.repair_keys_sent += keys;
+        for msg in packer.finish(Vec::new()) {
             self.send(from, &msg);
         }
         if !answer.is_empty() {

@@ -15,6 +15,9 @@ pub struct Transmit<P> {
     pub bytes: Vec<u8>,
 }
 
+/// A delta of `C`'s map, as buffered and sent.
+type Delta<C> = Causal<DotMap<<C as MapCrdt>::Key, <C as MapCrdt>::Value>>;
+
 /// Changed keys with the stores they held before the change.
 type Previous<C> = Vec<(<C as MapCrdt>::Key, Option<<C as MapCrdt>::Value>)>;
 
@@ -56,6 +59,37 @@ pub struct SyncStats {
     pub unsendable_messages: u64,
     /// Buffered deltas dropped before every neighbour acknowledged them (buffer full).
     pub dropped_deltas: u64,
+    /// Times unacknowledged delta messages were sent again (an acknowledgement overdue).
+    pub delta_resends: u64,
+    /// Keys whose entries are too large for some neighbour's limit, each counted once per
+    /// neighbour (and again if that neighbour's limit changes). They stay different there.
+    pub entries_too_large_for_peer: u64,
+    /// Notices from neighbours that they hold an entry too large for this replica's limit.
+    pub entries_too_large_here: u64,
+}
+
+/// A condition worth a log line, reported once (see [`SyncState::poll_warning`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncWarning<P> {
+    /// This replica holds an entry of `size` encoded bytes that cannot be sent to `peer`
+    /// within its limit of `limit` bytes: the two differ under that key until the entry
+    /// shrinks or the limit grows.
+    EntryTooLargeForPeer {
+        /// The neighbour.
+        peer: P,
+        /// The entry's encoded size.
+        size: usize,
+        /// The smaller of the two replicas' limits.
+        limit: usize,
+    },
+    /// `peer` holds an entry of `size` encoded bytes that it cannot send here within this
+    /// replica's `max_sync_size`.
+    EntryTooLargeHere {
+        /// The neighbour.
+        peer: P,
+        /// The entry's encoded size.
+        size: usize,
+    },
 }
 
 /// Room kept in every message for its envelope (enum tag, counters, length prefixes).
@@ -70,13 +104,34 @@ pub(super) struct Buffered<K, S, P> {
 }
 
 /// What we know about one neighbour.
+/// Limit assumed for the repair path's messages to a neighbour that has not said its own (an
+/// old peer, or a `Hello` still on its way; deltas wait for the `Hello`): conservative, and a
+/// neighbour that refuses a message for its size says its limit at once.
+pub(super) const UNKNOWN_PEER_LIMIT: usize = 64 << 10;
+
+/// A message of deltas sent to a neighbour and not yet acknowledged.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InFlight {
+    /// The last delta it carries.
+    pub(super) last: u64,
+    /// Its encoded size.
+    pub(super) bytes: usize,
+    /// The tick it was sent at.
+    pub(super) tick: u64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub(super) struct Neighbour {
     /// Our deltas up to here reached it.
     pub(super) acked: u64,
-    /// Our deltas up to here were sent at tick `sent_at`.
+    /// Our deltas up to here were sent (and are in flight, or acknowledged).
     pub(super) sent_upto: u64,
-    pub(super) sent_at: u64,
+    /// Messages of deltas sent and not yet acknowledged, oldest first: the window.
+    pub(super) in_flight: VecDeque<InFlight>,
+    /// The largest message it accepts, once it said so.
+    pub(super) limit: Option<usize>,
+    /// Key hashes of our entries already reported as too large for it.
+    pub(super) oversized: std::collections::HashSet<crate::merkle::KeyHash>,
     /// No digest to it before this tick (a repair is landing).
     pub(super) quiet_until: u64,
     /// At its last `Context`: a hash of its context, and our root. Unchanged at the next one
@@ -129,9 +184,22 @@ pub struct SyncState<C: MapCrdt, P> {
     pub(super) transmits: VecDeque<Transmit<P>>,
     pub(super) events: VecDeque<SyncEvent<C::Key, C::Value>>,
     pub(super) stats: SyncStats,
+    pub(super) warnings: VecDeque<SyncWarning<P>>,
+    /// Local writes between two ticks are grouped up to this size: a quarter of the smallest
+    /// limit among the neighbours, so a group always fits a message to any of them.
+    pub(super) group_limit: usize,
     /// `Some` while previous stores are tracked: the stores of keys about to change, captured
     /// before the first change of each within the current message.
     pub(super) previous: Option<Previous<C>>,
+}
+
+impl Neighbour {
+    /// Drops the messages in flight that its acknowledgements now cover.
+    fn forget_acked(&mut self) {
+        while self.in_flight.front().is_some_and(|f| f.last <= self.acked) {
+            self.in_flight.pop_front();
+        }
+    }
 }
 
 impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
@@ -155,8 +223,11 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: SyncStats::default(),
+            warnings: VecDeque::new(),
+            group_limit: 0,
             previous: None,
         };
+        state.group_limit = state.smallest_limit() / 4;
         state.rebuild_tree();
         state
     }
@@ -223,13 +294,25 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     pub fn set_neighbours<I: IntoIterator<Item = P>>(&mut self, neighbours: I) {
         let wanted: BTreeMap<P, ()> = neighbours.into_iter().map(|p| (p, ())).collect();
         self.neighbours.retain(|p, _| wanted.contains_key(p));
+        let mut added = Vec::new();
         for p in wanted.into_keys() {
-            self.neighbours.entry(p).or_insert_with(|| Neighbour {
-                acked: self.head,
-                sent_upto: self.head,
-                ..Neighbour::default()
-            });
+            if !self.neighbours.contains_key(&p) {
+                self.neighbours.insert(
+                    p.clone(),
+                    Neighbour {
+                        acked: self.head,
+                        sent_upto: self.head,
+                        ..Neighbour::default()
+                    },
+                );
+                added.push(p);
+            }
         }
+        // Say our limit at once: deltas to a neighbour wait until we know its limit.
+        for p in &added {
+            self.send_hello(p, false);
+        }
+        self.group_limit = self.smallest_limit() / 4;
         self.collect_garbage();
     }
 
@@ -239,6 +322,13 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         let peers: Vec<P> = self.neighbours.keys().cloned().collect();
         let ctx_hash = self.context_hash();
         for peer in peers {
+            if self
+                .neighbours
+                .get(&peer)
+                .is_some_and(|n| n.limit.is_none())
+            {
+                self.send_hello(&peer, false);
+            }
             self.send_deltas(&peer);
             self.maybe_send_digest(&peer, ctx_hash);
         }
@@ -254,6 +344,14 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         let result = self.dispatch(from, bytes);
         match &result {
             Ok(()) => self.stats.messages_received += 1,
+            Err(SyncError::Codec(codec::CodecError::FrameTooLarge { .. })) => {
+                self.stats.rejected_messages += 1;
+                // It sent more than we accept: it does not know our limit yet (or we lowered
+                // it). Say it, so what it resends fits.
+                if self.neighbours.contains_key(from) {
+                    self.send_hello(from, true);
+                }
+            }
             Err(_) => self.stats.rejected_messages += 1,
         }
         result
@@ -263,6 +361,12 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit<P>> {
         self.transmits.pop_front()
+    }
+
+    /// The next warning, if any: conditions the caller should log, each reported once.
+    #[must_use]
+    pub fn poll_warning(&mut self) -> Option<SyncWarning<P>> {
+        self.warnings.pop_front()
     }
 
     /// The next event, if any.
@@ -306,6 +410,15 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                 reply,
                 buckets,
             } => self.on_buckets(from, &ctx, reply, &buckets),
+            Message::Hello { limit, reply } => self.on_hello(from, limit, reply),
+            Message::Removals { ctx, keys } => self.on_removals(from, &ctx, keys),
+            Message::Oversized { key: _, size } => {
+                self.stats.entries_too_large_here += 1;
+                self.warnings.push_back(SyncWarning::EntryTooLargeHere {
+                    peer: from.clone(),
+                    size: usize::try_from(size).unwrap_or(usize::MAX),
+                });
+            }
         }
         Ok(())
     }
@@ -337,7 +450,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         // the newest buffered delta while no neighbour has been sent it yet. One entry per
         // tick instead of one per write, so the receiver reduces and joins once per group.
         // The group's size is kept as the sum of its parts, an upper bound of its encoding.
-        let group_limit = self.config.max_sync_size / 4;
+        let group_limit = self.group_limit;
         if origin.is_none()
             && let Some(last) = self.buffer.back_mut()
             && last.origin.is_none()
@@ -361,25 +474,94 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         }
     }
 
+    /// Sends `peer` the deltas it lacks, as many messages as its window allows: called on
+    /// every tick and on every acknowledgement, so throughput follows the acknowledgements
+    /// (the link), not the tick. A message unacknowledged for `resend_after_ticks` is sent
+    /// again with everything after it (go-back-N: a receiver acknowledges only in order).
     fn send_deltas(&mut self, peer: &P) {
-        let Some(n) = self.neighbours.get(peer) else {
-            return;
-        };
-        if n.acked >= self.head {
-            return;
-        }
-        let resend = self.tick.saturating_sub(n.sent_at) >= self.config.resend_after_ticks;
-        let start = if n.sent_upto > n.acked && !resend {
-            n.sent_upto + 1
-        } else {
-            n.acked + 1
-        };
-        if start > self.head {
-            return;
-        }
+        let limit = self.limit_for(peer);
+        let (tick, resend_after) = (self.tick, self.config.resend_after_ticks);
         let base = self.head - self.buffer.len() as u64;
-        let start = start.max(base + 1);
-        let budget = self.config.max_sync_size.saturating_sub(ENVELOPE);
+        let Some(n) = self.neighbours.get_mut(peer) else {
+            return;
+        };
+        if n.limit.is_none() {
+            // Its limit is not known yet (its `Hello` is on the way, or it is an old
+            // version): the deltas wait in the buffer, the repair path covers an old peer.
+            return;
+        }
+        if n.acked < base {
+            // What it lacks left the buffer: the repair path takes it from here, and the
+            // digest that starts it may go out at once.
+            n.acked = base;
+            n.sent_upto = n.sent_upto.max(base);
+            n.forget_acked();
+        }
+        if n.in_flight
+            .front()
+            .is_some_and(|f| tick.saturating_sub(f.tick) >= resend_after)
+        {
+            n.in_flight.clear();
+            n.sent_upto = n.acked;
+            self.stats.delta_resends += 1;
+        }
+        loop {
+            let Some(n) = self.neighbours.get(peer) else {
+                return;
+            };
+            let in_flight: usize = n.in_flight.iter().map(|f| f.bytes).sum();
+            // At least one message is always allowed, whatever the window.
+            if n.acked >= self.head
+                || (in_flight > 0 && in_flight >= self.config.max_in_flight_bytes)
+            {
+                return;
+            }
+            let base = self.head - self.buffer.len() as u64;
+            let start = (n.sent_upto.max(n.acked) + 1).max(base + 1);
+            if start > self.head {
+                return;
+            }
+            let idle = n.in_flight.is_empty();
+            let (last, deltas) = self.next_deltas(peer, start, limit);
+            let Some(n) = self.neighbours.get_mut(peer) else {
+                return;
+            };
+            if deltas.is_empty() {
+                if !idle {
+                    // Its acknowledgement must follow the messages in flight: wait for them.
+                    return;
+                }
+                // Nothing it lacks in this range: count it as delivered.
+                n.acked = n.acked.max(last);
+                n.sent_upto = n.sent_upto.max(last);
+                continue;
+            }
+            n.sent_upto = last;
+            self.stats.deltas_sent += deltas.len() as u64;
+            // One delta group: a single context for all of them, and a key written twice is
+            // sent once.
+            let mut group = Causal::empty_delta();
+            for d in &deltas {
+                group.join(d);
+            }
+            let msg = Message::Deltas {
+                epoch: self.epoch,
+                first: start,
+                last,
+                deltas: vec![group],
+            };
+            let bytes = self.send(peer, &msg);
+            if let Some(n) = self.neighbours.get_mut(peer) {
+                n.in_flight.push_back(InFlight { last, bytes, tick });
+            }
+        }
+    }
+
+    /// The buffered deltas from `start` that fit one message of `limit` bytes to `peer`, and
+    /// the last sequence number that message covers.
+    fn next_deltas(&mut self, peer: &P, start: u64, limit: usize) -> (u64, Vec<Delta<C>>) {
+        let base = self.head - self.buffer.len() as u64;
+        let budget = limit.saturating_sub(ENVELOPE);
         let (mut used, mut last, mut deltas) = (0usize, start - 1, Vec::new());
         for b in self.buffer.iter().skip((start - base - 1) as usize) {
             if b.origin.as_ref() == Some(peer) {
@@ -387,6 +569,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                 continue;
             }
             if b.size > budget {
+                // Left to the repair path, which can send it key by key.
                 self.stats.oversized_deltas += 1;
                 last = b.seq;
                 continue;
@@ -398,36 +581,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             last = b.seq;
             deltas.push(b.delta.clone());
         }
-        let epoch = self.epoch;
-        let tick = self.tick;
-        let Some(n) = self.neighbours.get_mut(peer) else {
-            return;
-        };
-        if deltas.is_empty() {
-            // Nothing it lacks in this range: count it as delivered.
-            n.acked = n.acked.max(last);
-            n.sent_upto = n.sent_upto.max(last);
-            return;
-        }
-        n.sent_upto = last;
-        n.sent_at = tick;
-        self.stats.deltas_sent += deltas.len() as u64;
-        // One delta group: a single context for all of them, and a key written twice is sent
-        // once.
-        let mut group = Causal::empty_delta();
-        for d in &deltas {
-            group.join(d);
-        }
-        let deltas = vec![group];
-        self.send(
-            peer,
-            &Message::Deltas {
-                epoch,
-                first: start,
-                last,
-                deltas,
-            },
-        );
+        (last, deltas)
     }
 
     fn on_deltas(
@@ -489,7 +643,57 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                 n.acked = n.acked.max(last.min(head));
                 n.sent_upto = n.sent_upto.max(n.acked);
             }
+            n.forget_acked();
         }
+        // The window has room again: send what is waiting now, not at the next tick.
+        self.send_deltas(from);
+    }
+
+    fn on_hello(&mut self, from: &P, limit: u64, reply: bool) {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX).max(1);
+        if let Some(n) = self.neighbours.get_mut(from) {
+            let assumed = n.limit.unwrap_or(UNKNOWN_PEER_LIMIT);
+            if n.limit != Some(limit) {
+                n.oversized.clear(); // report against the new limit
+            }
+            if limit < assumed {
+                // What is in flight may have been refused: send it again, within the limit.
+                n.in_flight.clear();
+                n.sent_upto = n.acked;
+            }
+            n.limit = Some(limit);
+        }
+        self.group_limit = self.smallest_limit() / 4;
+        if !reply {
+            self.send_hello(from, true);
+        }
+        // Deltas may have waited for this.
+        self.send_deltas(from);
+    }
+
+    pub(super) fn send_hello(&mut self, to: &P, reply: bool) {
+        let limit = self.config.max_sync_size as u64;
+        self.send(to, &Message::Hello { limit, reply });
+    }
+
+    /// The largest message `peer` may be sent: the smaller of the two limits.
+    pub(super) fn limit_for(&self, peer: &P) -> usize {
+        let theirs = self
+            .neighbours
+            .get(peer)
+            .and_then(|n| n.limit)
+            .unwrap_or(UNKNOWN_PEER_LIMIT);
+        self.config.max_sync_size.min(theirs)
+    }
+
+    /// The smallest limit among this replica and its neighbours; 0 while a neighbour has not
+    /// said its limit (then local writes are not grouped: a group formed now might not fit
+    /// the limit it is about to announce).
+    fn smallest_limit(&self) -> usize {
+        self.neighbours
+            .values()
+            .map(|n| n.limit.unwrap_or(0))
+            .fold(self.config.max_sync_size, usize::min)
     }
 
     fn collect_garbage(&mut self) {
@@ -512,6 +716,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             if n.acked < base {
                 n.acked = base;
                 n.sent_upto = n.sent_upto.max(base);
+                n.forget_acked();
             }
         }
     }
@@ -555,19 +760,26 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         self.events.push_back(SyncEvent::ChangedFrom(out));
     }
 
-    pub(super) fn send(&mut self, to: &P, msg: &Message<C::Key, C::Value>) {
-        match codec::encode(msg, self.config.max_sync_size) {
+    /// Encodes and queues `msg` for `to`, within `to`'s limit; returns its size (0 if it was
+    /// dropped as unsendable).
+    pub(super) fn send(&mut self, to: &P, msg: &Message<C::Key, C::Value>) -> usize {
+        match codec::encode(msg, self.limit_for(to)) {
             Ok(bytes) => {
-                self.stats.bytes_sent += bytes.len() as u64;
+                let len = bytes.len();
+                self.stats.bytes_sent += len as u64;
                 self.stats.messages_sent += 1;
                 self.transmits.push_back(Transmit {
                     to: to.clone(),
                     bytes,
                 });
+                len
             }
             // Budgets keep messages under the limit; one that is not is dropped, and what it
             // carried is repaired later.
-            Err(_) => self.stats.unsendable_messages += 1,
+            Err(_) => {
+                self.stats.unsendable_messages += 1;
+                0
+            }
         }
     }
 

@@ -42,9 +42,10 @@ pub(crate) struct NodeArgs {
     #[arg(long = "sync-interval-ms", env = "HERD_SYNC_INTERVAL_MS", value_parser = parse_ms)]
     pub(crate) sync_interval: Option<Duration>,
 
-    /// The largest sync message the replica sends or accepts, in bytes.
-    #[arg(long, env = "HERD_MAX_SYNC_SIZE", value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
-    pub(crate) max_sync_size: Option<u64>,
+    /// The largest sync message the replica sends or accepts, in bytes (at least 256;
+    /// default 1 MiB).
+    #[arg(long, env = "HERD_MAX_SYNC_SIZE", value_parser = parse_sync_size)]
+    pub(crate) max_sync_size: Option<usize>,
 
     /// Acknowledge puts once applied in memory and write them to disk behind.
     #[arg(long, env = "HERD_WRITE_BEHIND")]
@@ -69,6 +70,13 @@ fn parse_name(v: &str) -> Result<String, String> {
         return Err(format!("must be one word, got `{v}`"));
     }
     Ok(v.to_owned())
+}
+
+fn parse_sync_size(v: &str) -> Result<usize, String> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|&b| b >= 256)
+        .ok_or_else(|| format!("takes a number of bytes (at least 256), got `{v}`"))
 }
 
 fn parse_ms(v: &str) -> Result<Duration, String> {
@@ -136,6 +144,7 @@ mod tests {
             "--name a --listen nowhere",
             "--name a --sync-interval-ms 0",
             "--name a --max-sync-size 10",
+            "--name a --max-sync-size lots",
             "--name a --bogus",
             "--name a extra",
         ] {

@@ -31,6 +31,8 @@ pub(crate) struct NodeSpec {
     pub(crate) cookie: Option<String>,
     /// `--sync-interval-ms`.
     pub(crate) sync_interval_ms: Option<u64>,
+    /// `--max-sync-size`.
+    pub(crate) max_sync_size: Option<usize>,
     /// `--write-behind`.
     pub(crate) write_behind: bool,
     /// Where the node's stderr (its logs) goes, appended across restarts; `None` discards it.
@@ -51,6 +53,7 @@ impl NodeSpec {
             data_dir: None,
             cookie: None,
             sync_interval_ms: None,
+            max_sync_size: None,
             write_behind: false,
             log_file: None,
             log_level: None,
@@ -88,6 +91,12 @@ impl NodeSpec {
         self
     }
 
+    /// Sets `--max-sync-size`.
+    pub(crate) fn max_sync_size(mut self, bytes: usize) -> Self {
+        self.max_sync_size = Some(bytes);
+        self
+    }
+
     /// Sets where stderr goes.
     pub(crate) fn log_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.log_file = Some(path.into());
@@ -118,6 +127,10 @@ impl NodeSpec {
         if let Some(ms) = self.sync_interval_ms {
             args.push("--sync-interval-ms".to_owned());
             args.push(ms.to_string());
+        }
+        if let Some(bytes) = self.max_sync_size {
+            args.push("--max-sync-size".to_owned());
+            args.push(bytes.to_string());
         }
         if self.write_behind {
             args.push("--write-behind".to_owned());

@@ -182,11 +182,11 @@ async fn start(args: &NodeArgs) -> Result<(Node, Kv), String> {
     if let Some(interval) = args.sync_interval {
         options = options.sync_interval(interval);
     }
+    if let Some(bytes) = args.max_sync_size {
+        options = options.max_sync_size(bytes);
+    }
     if args.write_behind {
         options = options.ack(Ack::Applied);
-    }
-    if let Some(n) = args.max_sync_size {
-        options = options.max_sync_size(usize::try_from(n).unwrap_or(usize::MAX));
     }
     if let Some(dir) = &args.data_dir {
         let storage = RedbStorage::open(dir, REPLICA, RedbConfig::durable())

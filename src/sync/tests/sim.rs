@@ -38,6 +38,8 @@ struct Packet {
 
 pub(super) struct Node {
     pub(super) sync: Option<SyncState<Map, usize>>,
+    /// Its configuration: replicas may differ in `max_sync_size`.
+    config: SyncConfig,
     /// What survives a crash: the state as of the last change (storage writes before a put
     /// returns).
     persisted: Map,
@@ -61,10 +63,27 @@ pub(super) struct Sim {
     wiped: BTreeSet<ReplicaId>,
     pub(super) bytes_sent: u64,
     pub(super) largest_message: usize,
+    /// The first incarnations: the history (delta of origin `r0`) lives only with them until
+    /// it spreads, and may be lost if they are all wiped.
+    initial_ids: Vec<ReplicaId>,
+    /// Messages a replica refused for their size (before it told the sender its limit).
+    pub(super) refused_for_size: u64,
 }
 
 impl Sim {
     pub(super) fn new(seed: u64, nodes: usize, config: SyncConfig) -> Self {
+        Self::with_configs(seed, vec![config; nodes], &Map::new())
+    }
+
+    /// Replicas with their own configurations, all starting from `history` (as if they had
+    /// synced it before, e.g. writes and removes of many replica ids long gone).
+    pub(super) fn with_configs(seed: u64, configs: Vec<SyncConfig>, history: &Map) -> Self {
+        let nodes = configs.len();
+        let config = configs
+            .iter()
+            .min_by_key(|c| c.max_sync_size)
+            .cloned()
+            .unwrap_or_default();
         let mut sim = Sim {
             rng: StdRng::seed_from_u64(seed),
             nodes: Vec::new(),
@@ -79,16 +98,23 @@ impl Sim {
             wiped: BTreeSet::new(),
             bytes_sent: 0,
             largest_message: 0,
+            refused_for_size: 0,
+            initial_ids: Vec::new(),
         };
-        for _ in 0..nodes {
+        if !history.is_empty() {
+            sim.deltas.push((ReplicaId::new(0), history.clone()));
+        }
+        for node_config in configs {
             let id = sim.fresh_id();
             sim.nodes.push(Node {
                 sync: None,
-                persisted: Map::new(),
+                config: node_config,
+                persisted: history.clone(),
                 id,
                 clock: Hlc::default(),
             });
         }
+        sim.initial_ids = sim.nodes.iter().map(|n| n.id).collect();
         for i in 0..nodes {
             sim.boot(i);
         }
@@ -108,7 +134,7 @@ impl Sim {
             node.id,
             self.next_epoch,
             node.persisted.clone(),
-            self.config.clone(),
+            node.config.clone(),
         );
         sync.set_neighbours((0..count).filter(|&j| j != i));
         // A restarted clock resumes after what it persisted: it never reissues a timestamp.
@@ -116,6 +142,15 @@ impl Sim {
             node.clock = Hlc::resume(ts.max(node.clock.last()), Hlc::DEFAULT_MAX_DRIFT_MS);
         }
         self.nodes[i].sync = Some(sync);
+    }
+
+    /// The smallest `max_sync_size` among the replicas.
+    pub(super) fn smallest_limit(&self) -> usize {
+        self.nodes
+            .iter()
+            .map(|n| n.config.max_sync_size)
+            .min()
+            .unwrap_or(0)
     }
 
     pub(super) fn is_up(&self, i: usize) -> bool {
@@ -197,9 +232,14 @@ impl Sim {
             let Some(sync) = self.nodes[p.to].sync.as_mut() else {
                 continue;
             };
-            // The simulated peers follow the protocol: a refusal here is a bug.
-            if let Err(e) = sync.handle_message(&p.from, &p.bytes) {
-                panic!("replica {} refused a message from {}: {e}", p.to, p.from);
+            // The simulated peers follow the protocol: a refusal here is a bug, except for
+            // a message over the receiver's limit sent before the sender learnt it.
+            match sync.handle_message(&p.from, &p.bytes) {
+                Ok(()) => {}
+                Err(crate::sync::SyncError::Codec(crate::codec::CodecError::FrameTooLarge {
+                    ..
+                })) => self.refused_for_size += 1,
+                Err(e) => panic!("replica {} refused a message from {}: {e}", p.to, p.from),
             }
             if let Some(node) = self.nodes.get_mut(p.to) {
                 let state = node.sync.as_ref().map(|s| s.crdt().clone());
@@ -230,11 +270,11 @@ impl Sim {
         for t in out {
             self.bytes_sent += t.bytes.len() as u64;
             self.largest_message = self.largest_message.max(t.bytes.len());
+            let own = self.nodes[i].config.max_sync_size;
             assert!(
-                t.bytes.len() <= self.config.max_sync_size,
-                "message of {} bytes over max_sync_size {}",
+                t.bytes.len() <= own,
+                "message of {} bytes over max_sync_size {own}",
                 t.bytes.len(),
-                self.config.max_sync_size
             );
             if self.cut.contains(&(i.min(t.to), i.max(t.to)))
                 || self.rng.random_bool(self.faults.drop)
@@ -303,9 +343,19 @@ impl Sim {
         let mut all = Map::new();
         for (origin, delta) in &self.deltas {
             all.join(delta);
-            if !self.wiped.contains(origin) && !delta.leq(state) {
+            let history_wiped = *origin == ReplicaId::new(0)
+                && self.initial_ids.iter().all(|id| self.wiped.contains(id));
+            if !self.wiped.contains(origin) && !history_wiped && !delta.leq(state) {
+                let missing: Vec<_> = delta
+                    .iter()
+                    .filter(|(k, v)| state.get(k) != Some(v))
+                    .map(|(k, _)| *k)
+                    .take(10)
+                    .collect();
                 return Err(format!(
-                    "accepted write lost or removed key resurrected: {delta:?}"
+                    "accepted write lost or removed key resurrected (origin {origin:?}): keys {missing:?}; wiped {:?}, nodes {}",
+                    self.wiped,
+                    self.nodes.len()
                 ));
             }
         }

@@ -102,6 +102,72 @@ fn golden_digest_message() {
     assert_eq!(hex, "0102888e98a8c0e0808101ac02");
 }
 
+/// The limit a replica announces, pinned like the digest: variant 7 (Hello, after the seven of version 1.0), LEB128 of
+/// 2,000, then `false`.
+#[test]
+fn golden_hello_message() {
+    let msg = Message::<String, DotFun<Lww<Vec<u8>>>>::Hello {
+        limit: 2_000,
+        reply: false,
+    };
+    let bytes = codec::encode(&msg, 64).unwrap();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, "0107d00f00");
+}
+
+/// A replica that refuses a message for its size tells the sender its limit, and a sender
+/// never sends a neighbour more than the limit it announced.
+#[test]
+fn a_message_over_the_limit_is_answered_with_the_limit() {
+    let config = SyncConfig {
+        max_sync_size: 1_000,
+        ..SyncConfig::default()
+    };
+    let mut small: SyncState<Map, u8> = SyncState::new(ReplicaId::new(1), 1, Map::new(), config);
+    small.set_neighbours([2]);
+    // It greets a new neighbour with its limit at once.
+    let greeting = small.poll_transmit().expect("a hello");
+    let msg: Message<String, DotFun<Lww<Vec<u8>>>> = codec::decode(&greeting.bytes, 64).unwrap();
+    assert!(matches!(
+        msg,
+        Message::Hello {
+            limit: 1_000,
+            reply: false
+        }
+    ));
+    let big = vec![0u8; 5_000];
+    assert!(small.handle_message(&2, &big).is_err());
+    let hello = small.poll_transmit().expect("an answer");
+    let msg: Message<String, DotFun<Lww<Vec<u8>>>> = codec::decode(&hello.bytes, 64).unwrap();
+    assert!(matches!(
+        msg,
+        Message::Hello {
+            limit: 1_000,
+            reply: true
+        }
+    ));
+    // The sender, told, keeps every message to it under 1,000 bytes.
+    let mut large = replica();
+    large.set_neighbours([1]);
+    large.handle_message(&1, &hello.bytes).unwrap();
+    for i in 0..200 {
+        large.mutate(|m, id| {
+            m.put(
+                id,
+                crate::clock::Timestamp::new(i, 0),
+                format!("key{i}"),
+                vec![1; 30],
+            )
+        });
+    }
+    for _ in 0..3 {
+        large.handle_tick();
+        while let Some(t) = large.poll_transmit() {
+            assert!(t.bytes.len() <= 1_000, "{} bytes", t.bytes.len());
+        }
+    }
+}
+
 /// The runtime moves these into actors and across threads (tokio's `async_send_sync` idea).
 #[test]
 fn public_types_are_send_and_sync() {

@@ -1,0 +1,216 @@
+//! Product workloads (`-- products`) over three node processes on loopback: this bench binary
+//! re-executed as the distributed-config example's node role (an `Agent<Config>`, sync
+//! interval 20 ms).
+//!
+//! * `products-agent`: 1,000 updates of one field on node a, each awaited; for each, the time
+//!   from a's acknowledgement until b and c report it (p50, p99; goal: p99 at most the sync
+//!   interval plus 20 ms). Then all three nodes update different fields concurrently (300
+//!   updates each); lost updates at the end, on every node (goal 0).
+
+#[path = "../../examples/distributed_config/node.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod node;
+
+use crate::report::Report;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const ROLE: &str = "HERD_BENCH_AGENT_NODE";
+const WAIT: Duration = Duration::from_secs(60);
+const SYNC_MS: f64 = 20.0;
+
+/// Runs the node role and exits, when this process was started as one.
+pub(crate) fn run_role_if_child() {
+    let Ok(name) = std::env::var(ROLE) else {
+        return;
+    };
+    let seed = std::env::var("HERD_BENCH_AGENT_SEED").ok();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let code = match rt.block_on(node::run(&name, seed.as_deref(), false)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+struct Proc {
+    child: Child,
+    stdin: ChildStdin,
+    /// Lines with the instant they arrived.
+    lines: mpsc::Receiver<(Instant, String)>,
+    listen: String,
+}
+
+impl Proc {
+    fn spawn(name: &str, seed: Option<&str>) -> Proc {
+        let mut cmd = Command::new(std::env::current_exe().expect("own path"));
+        cmd.env(ROLE, name)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(seed) = seed {
+            cmd.env("HERD_BENCH_AGENT_SEED", seed);
+        }
+        let mut child = cmd.spawn().expect("spawn a node");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send((Instant::now(), line)).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut p = Proc {
+            child,
+            stdin,
+            lines,
+            listen: String::new(),
+        };
+        let (_, ready) = p.next(|l| l.starts_with("READY "));
+        p.listen = ready["READY ".len()..].to_owned();
+        p
+    }
+
+    fn next(&mut self, want: impl Fn(&str) -> bool) -> (Instant, String) {
+        let end = Instant::now() + WAIT;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((at, line)) if want(&line) => return (at, line),
+                Ok(_) => {}
+                Err(_) => panic!("a node did not answer within {WAIT:?}"),
+            }
+        }
+    }
+
+    fn send(&mut self, command: &str) {
+        writeln!(self.stdin, "{command}").expect("write");
+        self.stdin.flush().expect("flush");
+    }
+
+    fn ask(&mut self, command: &str) -> (Instant, String) {
+        self.send(command);
+        self.next(|l| l == "OK" || l.starts_with("VALUE ") || l.starts_with("ERR "))
+    }
+
+    /// Drains change lines seen so far: (arrival, value).
+    fn changes(&mut self) -> Vec<(Instant, serde_json::Value)> {
+        let mut out = Vec::new();
+        while let Ok((at, line)) = self.lines.try_recv() {
+            if let Some(rest) = line.strip_prefix("CHANGED ")
+                && let Some((_, json)) = rest.split_once(' ')
+                && let Ok(v) = serde_json::from_str(json)
+            {
+                out.push((at, v));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+pub(crate) fn agent(r: &mut Report) {
+    const UPDATES: u64 = 1_000;
+    let mut a = Proc::spawn("a", None);
+    let mut b = Proc::spawn("b", Some(&a.listen));
+    let mut c = Proc::spawn("c", Some(&a.listen));
+    // Connected: a first change reaches both.
+    a.ask("set maintenance true");
+    for p in [&mut b, &mut c] {
+        p.ask(&format!("wait maintenance true {}", WAIT.as_millis()));
+        p.changes();
+    }
+
+    let mut acked = Vec::new();
+    for i in 1..=UPDATES {
+        let (at, answer) = a.ask(&format!("set limits.max_conns {i}"));
+        assert_eq!(answer, "OK");
+        acked.push(at);
+    }
+    for p in [&mut b, &mut c] {
+        p.ask(&format!(
+            "wait limits.max_conns {UPDATES} {}",
+            WAIT.as_millis()
+        ));
+    }
+    let mut lags = Vec::new();
+    for p in [&mut b, &mut c] {
+        let changes = p.changes();
+        // Update i is visible at the first change showing max_conns >= i.
+        let mut k = 0;
+        for (i, sent) in acked.iter().enumerate() {
+            let want = i as u64 + 1;
+            while k < changes.len()
+                && changes[k].1["limits"]["max_conns"].as_u64().unwrap_or(0) < want
+            {
+                k += 1;
+            }
+            let seen = changes.get(k).map_or(Instant::now(), |(at, _)| *at);
+            lags.push(seen.saturating_duration_since(*sent).as_secs_f64() * 1e3);
+        }
+    }
+    lags.sort_by(f64::total_cmp);
+    r.record("update_visible_p50", quantile(&lags, 0.5), "ms", None);
+    r.record(
+        "update_visible_p99",
+        quantile(&lags, 0.99),
+        "ms",
+        Some(SYNC_MS + 20.0),
+    );
+
+    // Concurrent updates of different fields from all three nodes.
+    const EACH: u64 = 300;
+    for i in 1..=EACH {
+        a.send(&format!("set limits.max_conns {}", UPDATES + i));
+        b.send(&format!("set limits.timeout_ms {i}"));
+        c.send(&format!("set features.c{i} true"));
+    }
+    for p in [&mut a, &mut b, &mut c] {
+        for _ in 0..EACH {
+            let (_, answer) = p.next(|l| l == "OK" || l.starts_with("ERR "));
+            assert_eq!(answer, "OK");
+        }
+    }
+    let mut lost = 0u64;
+    for p in [&mut a, &mut b, &mut c] {
+        p.ask(&format!(
+            "wait limits.max_conns {} {}",
+            UPDATES + EACH,
+            WAIT.as_millis()
+        ));
+        p.ask(&format!(
+            "wait limits.timeout_ms {EACH} {}",
+            WAIT.as_millis()
+        ));
+        let (_, v) = p.ask(&format!("wait features.c{EACH} true {}", WAIT.as_millis()));
+        let v: serde_json::Value =
+            serde_json::from_str(v.strip_prefix("VALUE ").unwrap_or("null")).unwrap_or_default();
+        lost += (1..=EACH)
+            .filter(|i| v["features"][format!("c{i}")] != true)
+            .count() as u64;
+    }
+    r.record(
+        "concurrent_field_updates_lost",
+        lost as f64,
+        "updates",
+        Some(0.0),
+    );
+}

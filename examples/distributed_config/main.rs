@@ -1,0 +1,192 @@
+//! Distributed configuration with `herd::agent::Agent`: three node processes on loopback
+//! share one `Config` value.
+//!
+//! ```sh
+//! cargo run --release --example distributed_config
+//! ```
+//!
+//! It shows a change arriving on the other nodes, two nodes changing different fields at the
+//! same moment (both changes kept: storing the whole value under one key, as `Aviato.Agent`
+//! over DeltaCrdt does, keeps only one), a node killed with SIGKILL while the others keep
+//! changing the config, and a node with a newer version of the type whose new field the old
+//! nodes never erase. The example runs its nodes by re-executing itself; it finishes by itself
+//! in a few seconds.
+
+mod node;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A node process and its output lines.
+struct Proc {
+    name: String,
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+    listen: String,
+}
+
+impl Proc {
+    fn spawn(name: &str, seed: Option<&str>, v2: bool) -> Proc {
+        let exe = std::env::current_exe().expect("own path");
+        let mut cmd = Command::new(exe);
+        cmd.env("HERD_EXAMPLE_NODE", name)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(seed) = seed {
+            cmd.env("HERD_EXAMPLE_SEED", seed);
+        }
+        if v2 {
+            cmd.env("HERD_EXAMPLE_V2", "1");
+        }
+        let mut child = cmd.spawn().expect("start a node");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut p = Proc {
+            name: name.into(),
+            child,
+            stdin,
+            lines,
+            listen: String::new(),
+        };
+        let ready = p.next(|l| l.starts_with("READY "));
+        p.listen = ready["READY ".len()..].to_owned();
+        p
+    }
+
+    /// The next line that `want` accepts (others are skipped), within `WAIT`.
+    fn next(&mut self, want: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + WAIT;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if want(&line) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("{}: no answer within {WAIT:?}", self.name),
+            }
+        }
+    }
+
+    fn ask(&mut self, command: &str) -> String {
+        writeln!(self.stdin, "{command}").expect("write");
+        self.stdin.flush().expect("flush");
+        self.next(|l| l == "OK" || l.starts_with("VALUE ") || l.starts_with("ERR "))
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn main() {
+    if let Ok(name) = std::env::var("HERD_EXAMPLE_NODE") {
+        let seed = std::env::var("HERD_EXAMPLE_SEED").ok();
+        let v2 = std::env::var("HERD_EXAMPLE_V2").is_ok();
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        if let Err(e) = rt.block_on(node::run(&name, seed.as_deref(), v2)) {
+            eprintln!("{name}: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let start = Instant::now();
+    let t = || format!("[{:5.2} s]", start.elapsed().as_secs_f64());
+
+    println!("== three nodes share a Config (limits, maintenance, features)");
+    let mut a = Proc::spawn("a", None, false);
+    let mut b = Proc::spawn("b", Some(&a.listen), false);
+    let mut c = Proc::spawn("c", Some(&a.listen), false);
+    println!("{} a, b, c up; each reads {}", t(), a.ask("get"));
+
+    println!("\n== a raises limits.max_conns; the others see it arrive");
+    let sent = Instant::now();
+    println!("{} a: {}", t(), a.ask("set limits.max_conns 512"));
+    for p in [&mut b, &mut c] {
+        let v = p.ask("wait limits.max_conns 512 20000");
+        println!(
+            "{} {} has max_conns = 512, {:.0} ms after the update: {}",
+            t(),
+            p.name,
+            sent.elapsed().as_secs_f64() * 1e3,
+            &v["VALUE ".len()..]
+        );
+    }
+
+    println!("\n== b and c change different fields at the same moment");
+    writeln!(b.stdin, "set maintenance true").expect("write");
+    writeln!(c.stdin, "set limits.timeout_ms 250").expect("write");
+    let _ = b.stdin.flush();
+    let _ = c.stdin.flush();
+    b.next(|l| l == "OK");
+    c.next(|l| l == "OK");
+    for p in [&mut a, &mut b, &mut c] {
+        p.ask("wait maintenance true 20000");
+        let v = p.ask("wait limits.timeout_ms 250 20000");
+        println!(
+            "{} {} keeps both changes: {}",
+            t(),
+            p.name,
+            &v["VALUE ".len()..]
+        );
+    }
+
+    println!("\n== c is killed with SIGKILL; a and b keep changing the config");
+    c.kill();
+    println!("{} c killed", t());
+    a.ask(r#"set features.new_checkout true"#);
+    let v = b.ask("wait features.new_checkout true 20000");
+    println!(
+        "{} b sees a's change without c: {}",
+        t(),
+        &v["VALUE ".len()..]
+    );
+    let mut c = Proc::spawn("c", Some(&a.listen), false);
+    let v = c.ask("wait features.new_checkout true 20000");
+    println!(
+        "{} c restarted empty and caught up: {}",
+        t(),
+        &v["VALUE ".len()..]
+    );
+
+    println!("\n== d runs a newer Config with a `region` field (a rolling upgrade)");
+    let mut d = Proc::spawn("d", Some(&a.listen), true);
+    d.ask("wait features.new_checkout true 20000"); // caught up with the cluster
+    println!("{} d: {}", t(), d.ask(r#"set region "eu-west""#));
+    a.ask("set limits.max_conns 1024");
+    let v = d.ask("wait limits.max_conns 1024 20000");
+    println!(
+        "{} d sees the old nodes' change and keeps its field: {}",
+        t(),
+        &v["VALUE ".len()..]
+    );
+    let v = b.ask("wait limits.max_conns 1024 20000");
+    println!(
+        "{} b (old version) reads the value without the field it does not know: {}",
+        t(),
+        &v["VALUE ".len()..]
+    );
+    for p in [&mut a, &mut b, &mut c, &mut d] {
+        p.kill();
+    }
+    println!("\ndone in {:.1} s", start.elapsed().as_secs_f64());
+}
