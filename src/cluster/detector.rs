@@ -583,6 +583,23 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_on_the_same_address_after_a_leave_comes_back_up() {
+        // The new process's session authenticates before the old one's close is seen (the
+        // event loop then reports a second live session; the old one's close later leaves
+        // one live, which is not a loss).
+        let t = Instant::now();
+        let mut d = Detector::new(DetectorConfig::default());
+        d.handle_tick(t);
+        d.handle_session_up(t, "b");
+        d.handle_leave(t, "b");
+        d.handle_session_up(t, "b");
+        assert_eq!(
+            drain(&mut d),
+            [up("b"), down("b", DownReason::Left), up("b")]
+        );
+    }
+
+    #[test]
     fn config_checks() {
         assert!(DetectorConfig::default().validate().is_ok());
         let bad = DetectorConfig {

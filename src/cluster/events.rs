@@ -161,7 +161,14 @@ pub(crate) async fn event_loop(
                         membership.session_named(s.node_id, &name);
                         membership.peer_live(now, &name);
                     }
-                    Auth::Known => membership.session_named(s.node_id, &name),
+                    Auth::Known => {
+                        // Usually a second session of the same process (no event). It can
+                        // also be the same node restarted on the same address before its
+                        // old session's close was processed: after a leave or a Down it
+                        // must come back Up, so the detector hears of it either way.
+                        membership.session_named(s.node_id, &name);
+                        membership.peer_live(now, &name);
+                    }
                     Auth::Conflict { existing } => {
                         if let Some(held) = conflict_log.allow(now) {
                             tracing::error!(peer = %name, addr = %peer.connection_string, %existing, held_back = held, "refusing a second node named {name}: a node with that name is already a member");
