@@ -135,6 +135,10 @@ impl Acceptor {
 
 /// Frees the port ractor's listener holds: unlinks the listener from the NodeServer (so that
 /// the server does not respawn it) and kills it.
+///
+/// Called right after the server started, when the listener is its only child. A connection
+/// ractor's listener accepted in that instant would be a session child and be killed too; its
+/// peer redials, which is harmless.
 pub(crate) async fn park_ractor_listener(server: &ActorRef<NodeServerMessage>) {
     for child in server.get_children() {
         child.unlink(server.get_cell());
