@@ -335,6 +335,11 @@ async fn tls_nodes_join_and_plain_or_untrusted_nodes_are_refused() {
         .expect("join");
     wait_event(&mut events, "initial empty members", members_are(&[])).await;
 
+    // 0. A connection that opens a socket and sends nothing. ractor_cluster 0.16.5 runs the
+    // inbound TLS handshake inline in its accept loop with no timeout, so before herd
+    // accepted connections itself this stopped A from accepting anyone (B below).
+    let silent = std::net::TcpStream::connect(&a_addr).expect("silent connection");
+
     // 1. Two TLS nodes: B dials A.
     let mut b = ChildNode::spawn("b", Some(&a_addr), Some(pki.path()));
     b.expect("READY").await;
@@ -348,6 +353,7 @@ async fn tls_nodes_join_and_plain_or_untrusted_nodes_are_refused() {
     assert_eq!(b_stats["members"], "a", "{b_stats:?}");
     assert_eq!(b_stats["refused"], "0", "{b_stats:?}");
     let joined = started.elapsed();
+    drop(silent);
 
     // 2. A node without TLS dials A: the TLS handshake fails on A's listener, before ractor
     // opens a session there, so A counts nothing; C's session closes unauthenticated.

@@ -18,6 +18,7 @@
 
 mod cluster;
 mod limits;
+mod membership;
 mod products;
 mod report;
 mod sync;
@@ -43,6 +44,7 @@ const WORKLOADS: &[Workload] = &[
     ("cluster-limits", limits::cluster_limits),
     ("sync-limits", sync::sync_limits),
     ("products-agent", products::agent),
+    ("cluster-membership", membership::membership),
 ];
 
 fn main() {

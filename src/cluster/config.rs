@@ -6,7 +6,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use std::time::Duration;
+
 use super::ClusterError;
+use super::detector::DetectorConfig;
 
 /// The default `max_message_size`: 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
@@ -87,6 +90,19 @@ pub struct NodeConfig {
     /// The largest payload a group sends or accepts, in bytes. Default
     /// [`DEFAULT_MAX_MESSAGE_SIZE`]. Every node of a cluster should use the same value.
     pub max_message_size: usize,
+    /// The failure detector's settings (heartbeat interval, timeouts). Default
+    /// [`DetectorConfig::default`]. Every node of a cluster should use the same values.
+    pub detector: DetectorConfig,
+    /// How long [`Node::shutdown`](super::Node::shutdown) waits for peers to acknowledge
+    /// its leave announcement. Default 500 ms; a peer that does not answer in time reports
+    /// this node down when its session closes instead.
+    pub leave_timeout: Duration,
+    /// How long a graceful leave ([`Node::shutdown`](super::Node::shutdown),
+    /// [`Replica::stop`](crate::replica::Replica::stop)) may spend handing data over: waiting
+    /// until every neighbour confirms it holds everything this replica holds. Default 5 s.
+    /// When it runs out the node leaves anyway: what was not handed over stays on this
+    /// node's storage, and comes back with it.
+    pub handover_timeout: Duration,
 }
 
 impl NodeConfig {
@@ -99,7 +115,22 @@ impl NodeConfig {
             cookie: DEFAULT_COOKIE.to_string(),
             tls: None,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            detector: DetectorConfig::default(),
+            leave_timeout: Duration::from_millis(500),
+            handover_timeout: Duration::from_secs(5),
         }
+    }
+
+    /// Sets the failure detector's settings.
+    pub fn detector(mut self, d: DetectorConfig) -> Self {
+        self.detector = d;
+        self
+    }
+
+    /// Sets how long a graceful leave may spend handing data over.
+    pub fn handover_timeout(mut self, t: Duration) -> Self {
+        self.handover_timeout = t;
+        self
     }
 
     /// Sets the listen address (port 0 = any free port).
@@ -161,6 +192,7 @@ impl NodeConfig {
         if self.max_message_size == 0 {
             return invalid("max_message_size is 0".into());
         }
+        self.detector.validate().or_else(invalid)?;
         for seed in &self.seeds {
             let ok = seed
                 .rsplit_once(':')
@@ -182,6 +214,9 @@ impl fmt::Debug for NodeConfig {
             .field("cookie", &"<redacted>")
             .field("tls", &self.tls)
             .field("max_message_size", &self.max_message_size)
+            .field("detector", &self.detector)
+            .field("leave_timeout", &self.leave_timeout)
+            .field("handover_timeout", &self.handover_timeout)
             .finish()
     }
 }

@@ -36,6 +36,14 @@ pub enum ClusterError {
         group: String,
     },
 
+    /// Group names starting with `_herd.` are reserved for herd's own use (heartbeats).
+    /// Nothing was joined.
+    #[error("group name {group:?} is reserved (names starting with `_herd.` are herd's)")]
+    ReservedGroup {
+        /// The group's name.
+        group: String,
+    },
+
     /// The group's endpoint actor could not be started.
     #[error("cannot start the endpoint of group {group:?}: {reason}")]
     Spawn {
@@ -78,6 +86,29 @@ pub enum ClusterError {
     /// The envelope could not be encoded.
     #[error("cannot encode envelope: {0}")]
     Envelope(#[from] CodecError),
+
+    /// A peer refused this node because another live node already uses its name (two
+    /// processes with one name would make sessions flap and isolate one of them). The node
+    /// stopped dialing; start it again under a unique name.
+    #[error(
+        "node {by:?} refused this node: another live node named {name:?} is already a member at {existing}"
+    )]
+    NameTaken {
+        /// This node's name.
+        name: String,
+        /// The peer that refused it.
+        by: String,
+        /// The address the node holding the name advertises.
+        existing: String,
+    },
+
+    /// Only an actor of this node can be published; this one is a stand-in for an actor of
+    /// another node. Nothing was published.
+    #[error("cannot publish {name:?}: the actor is not local to this node")]
+    NotLocal {
+        /// The name it was to be published under.
+        name: String,
+    },
 
     /// The node (or the group) has been shut down.
     #[error("the node has been shut down")]

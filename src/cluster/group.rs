@@ -13,9 +13,17 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use super::ClusterError;
 use super::envelope;
 use super::members::{MemberTable, endpoint_name, node_of_endpoint, pg_group};
+use super::ratelimit::RateLimited;
 
 /// How long [`Group::leave`] waits for the endpoint to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Told the sender of every accepted frame (the failure detector's proof of life).
+pub(crate) type ActivityHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// What a graceful leave runs before the endpoint stops (a replica hands its data over).
+pub(crate) type HandoverHook =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
 
 /// What a group's `on_event` callback receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +82,14 @@ struct Shared {
     members: RwLock<MemberTable<ActorCell>>,
     counters: Counters,
     left: AtomicBool,
+    handover: Mutex<Option<HandoverHook>>,
+    handed_over: AtomicBool,
+    /// Told of every accepted frame's sender: traffic is proof of life for the failure
+    /// detector (heartbeats queue behind large sync messages on the same session).
+    activity: Option<ActivityHook>,
+    /// One warning a second about refused frames at most: a peer sending garbage must not
+    /// fill the disk with log lines. All are counted in the stats.
+    reject_log: RateLimited,
 }
 
 impl Shared {
@@ -92,16 +108,23 @@ impl Shared {
             Ok((from, bytes)) => {
                 if from == self.node || !self.members().contains(&from) {
                     c.frames_rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(group = %self.group, from = %from, "message from a node that is not a member of the group, dropped");
+                    if let Some(held) = self.reject_log.allow(tokio::time::Instant::now()) {
+                        tracing::warn!(group = %self.group, from = %from, held_back = held, "message from a node that is not a member of the group, dropped");
+                    }
                     return None;
                 }
                 c.frames_received.fetch_add(1, Ordering::Relaxed);
                 add(&c.bytes_received, frame.len());
+                if let Some(activity) = &self.activity {
+                    activity(&from);
+                }
                 Some((from, bytes))
             }
             Err(e) => {
                 c.frames_rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(group = %self.group, len = frame.len(), error = %e, "bad frame, dropped");
+                if let Some(held) = self.reject_log.allow(tokio::time::Instant::now()) {
+                    tracing::warn!(group = %self.group, len = frame.len(), error = %e, held_back = held, "bad frame, dropped");
+                }
                 None
             }
         }
@@ -189,6 +212,28 @@ impl Group {
         s.counted(r)
     }
 
+    /// Sends `bytes` (in the envelope) to one particular stand-in, not to a node's current
+    /// one: to reach a session that does not own its node name (a duplicate being refused).
+    pub(crate) fn send_to_cell(&self, cell: ActorCell, bytes: &[u8]) -> Result<(), ClusterError> {
+        let s = &self.shared;
+        let frame = envelope::encode(&s.node, bytes, s.max_message_size)?;
+        ActorRef::<Vec<u8>>::from(cell)
+            .send_message(frame)
+            .map_err(|e| ClusterError::Send {
+                node: "?".into(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The stand-ins of this group's members that belong to session `node_id`, from ractor's
+    /// registry (a refused duplicate's stand-in is never in the member table).
+    pub(crate) fn cells_of_session(&self, node_id: u64) -> Vec<ActorCell> {
+        pg::get_members(&self.shared.pg_group)
+            .into_iter()
+            .filter(|c| matches!(c.get_id(), ractor::ActorId::Remote { node_id: n, .. } if n == node_id))
+            .collect()
+    }
+
     /// Sends raw `bytes` without the envelope: only for fault-injection tests (a peer sending
     /// garbage). The receiver refuses and counts it.
     ///
@@ -206,6 +251,41 @@ impl Group {
         self.shared.members().names()
     }
 
+    /// Every member of this group including this node, sorted: the same list on every node
+    /// that sees the same membership, for products that compute placement from it.
+    pub fn all_members(&self) -> Vec<String> {
+        let mut all = self.members();
+        all.insert(self.shared.node.clone());
+        all.into_iter().collect()
+    }
+
+    /// How many remote members ractor's pg registry lists for this group right now: it may
+    /// be ahead of [`members`](Self::members), whose updates go through the endpoint's
+    /// mailbox.
+    pub(crate) fn remote_in_registry(&self) -> usize {
+        pg::get_members(&self.shared.pg_group)
+            .iter()
+            .filter(|c| !c.get_id().is_local())
+            .count()
+    }
+
+    /// Sets what a graceful leave runs before the endpoint stops.
+    pub(crate) fn set_handover(&self, hook: HandoverHook) {
+        *super::lock(&self.shared.handover) = Some(hook);
+    }
+
+    /// Runs the handover hook, once (later calls return at once).
+    pub(crate) async fn hand_over(&self) {
+        if self.shared.handed_over.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Taken, not cloned: the hook holds this group, and the cycle must end here.
+        let hook = super::lock(&self.shared.handover).take();
+        if let Some(hook) = hook {
+            hook().await;
+        }
+    }
+
     /// Message counters of this group on this node.
     pub fn stats(&self) -> GroupStats {
         let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -220,9 +300,15 @@ impl Group {
         }
     }
 
-    /// Leaves the group: stops the endpoint, so other members see this node leave. Later
-    /// sends fail with [`ClusterError::ShutDown`]. Idempotent.
+    /// Leaves the group: runs the graceful handover first (a replica on this group waits,
+    /// bounded, until its neighbours hold what it holds), then stops the endpoint, so other
+    /// members see this node leave. Later sends fail with [`ClusterError::ShutDown`].
+    /// Idempotent.
     pub async fn leave(&self) {
+        if self.shared.left.load(Ordering::Acquire) {
+            return;
+        }
+        self.hand_over().await;
         if self.shared.left.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -244,6 +330,7 @@ pub(crate) async fn start(
     max_message_size: usize,
     on_event: Box<dyn Fn(GroupEvent) + Send + Sync + 'static>,
     registry: Weak<Mutex<HashMap<String, Group>>>,
+    activity: Option<ActivityHook>,
 ) -> Result<Group, ClusterError> {
     let shared = Arc::new(Shared {
         group: group.to_string(),
@@ -253,6 +340,10 @@ pub(crate) async fn start(
         members: RwLock::new(MemberTable::default()),
         counters: Counters::default(),
         left: AtomicBool::new(false),
+        handover: Mutex::new(None),
+        handed_over: AtomicBool::new(false),
+        reject_log: RateLimited::new(Duration::from_secs(1)),
+        activity,
     });
     let endpoint = Endpoint {
         shared: Arc::clone(&shared),

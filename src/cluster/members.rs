@@ -28,11 +28,24 @@ pub(crate) fn node_of_endpoint<'a>(group: &str, actor_name: &'a str) -> Option<&
     (!node.is_empty()).then_some(node)
 }
 
-/// herd's node name from ractor_cluster's full node name, `"{name}@{hostname}"`.
+/// The name herd gives ractor_cluster for node `name` in incarnation `incarnation` (a random
+/// number per process): `"{name}#{incarnation:x}"`.
+///
+/// ractor elects between sessions of one peer *name*: with the bare herd name, a second
+/// process calling itself `b` is either silently refused by ractor before authentication
+/// (herd never learns why and cannot tell it) or displaces the first `b`. With the
+/// incarnation, ractor admits both, and herd, which compares the herd names, refuses the
+/// newcomer itself and tells it why.
+pub(crate) fn ractor_name(name: &str, incarnation: u64) -> String {
+    format!("{name}#{incarnation:x}")
+}
+
+/// herd's node name from ractor_cluster's full node name, `"{name}#{incarnation}@{hostname}"`.
 pub(crate) fn node_of_peer(full_name: &str) -> &str {
-    full_name
+    let name = full_name
         .rsplit_once('@')
-        .map_or(full_name, |(name, _host)| name)
+        .map_or(full_name, |(name, _host)| name);
+    name.rsplit_once('#').map_or(name, |(name, _inc)| name)
 }
 
 /// Node name -> the stand-ins (oldest first) through which that node's endpoint is reached.
@@ -148,6 +161,8 @@ mod tests {
         assert_eq!(node_of_peer("b@127.0.0.1"), "b");
         assert_eq!(node_of_peer("a@b@[::1]"), "a@b");
         assert_eq!(node_of_peer("plain"), "plain");
+        let full = format!("{}@127.0.0.1", ractor_name("n#1@x", 0xbeef));
+        assert_eq!(node_of_peer(&full), "n#1@x");
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub(crate) struct Dialer {
     seed_of: Mutex<HashMap<String, String>>,
     /// Running loops, by address.
     loops: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Where this node listens: a seed that resolves here is this node itself.
+    listen: SocketAddr,
 }
 
 impl Dialer {
@@ -95,6 +97,7 @@ impl Dialer {
         seeds: Vec<String>,
         table: Arc<Mutex<SessionTable>>,
         counters: Arc<Counters>,
+        listen: SocketAddr,
     ) -> Self {
         Self {
             server,
@@ -105,6 +108,7 @@ impl Dialer {
             counters,
             seed_of: Mutex::new(HashMap::new()),
             loops: Mutex::new(HashMap::new()),
+            listen,
         }
     }
 
@@ -185,6 +189,13 @@ impl Dialer {
                 return;
             }
             match resolve(&target.addr).await {
+                Some(sa) if is_self(sa, self.listen) => {
+                    // ractor refuses a connection to itself, and the loop would redial it
+                    // forever (dozens of log lines a second): the same seed list is often
+                    // given to every node, this one included.
+                    tracing::info!(addr = %target.addr, "skipping a seed that is this node itself");
+                    return;
+                }
                 Some(sa) => {
                     if let Some(name) = lock(&self.table).live_at(sa) {
                         tracing::debug!(addr = %target.addr, peer = %name, "already connected");
@@ -270,6 +281,15 @@ impl Dialer {
     }
 }
 
+/// Whether dialing `sa` would reach a node listening on `listen`: the same address, or the
+/// same port on a loopback address when listening on every interface.
+fn is_self(sa: SocketAddr, listen: SocketAddr) -> bool {
+    if sa.port() != listen.port() {
+        return false;
+    }
+    sa.ip() == listen.ip() || (listen.ip().is_unspecified() && sa.ip().is_loopback())
+}
+
 /// The first socket address `addr` resolves to.
 async fn resolve(addr: &str) -> Option<SocketAddr> {
     tokio::net::lookup_host(addr).await.ok()?.next()
@@ -284,6 +304,16 @@ mod tests {
         let mut b = Backoff::new(BACKOFF_START, BACKOFF_MAX);
         let delays: Vec<u128> = (0..8).map(|_| b.next_delay().as_millis()).collect();
         assert_eq!(delays, [50, 100, 200, 400, 800, 1000, 1000, 1000]);
+    }
+
+    #[test]
+    fn a_seed_is_this_node_only_at_its_own_address() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(is_self(a("127.0.0.1:4000"), a("127.0.0.1:4000")));
+        assert!(is_self(a("127.0.0.1:4000"), a("0.0.0.0:4000")));
+        assert!(is_self(a("[::1]:4000"), a("[::]:4000")));
+        assert!(!is_self(a("127.0.0.1:4001"), a("127.0.0.1:4000")));
+        assert!(!is_self(a("127.0.0.2:4000"), a("127.0.0.1:4000")));
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@
 //! down" only when it closes the peer's last authenticated session; a session that closes
 //! before authenticating (wrong cookie, lost election, failed handshake) is counted as refused.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 /// One open session.
@@ -20,6 +20,8 @@ struct Session {
     name: Option<String>,
     /// The address the peer advertises (`host:port`), once authenticated.
     conn: Option<String>,
+    /// The peer sent its initial state (its actors and pg groups are known here).
+    ready: bool,
 }
 
 /// What a closed session meant.
@@ -36,6 +38,21 @@ pub(crate) enum Closed {
         conn: Option<String>,
         /// Whether the peer still has an authenticated session.
         still_live: bool,
+    },
+}
+
+/// What an authenticated session means for its peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Auth {
+    /// The peer just became live (it had no other authenticated session).
+    New,
+    /// The peer was already live through another session of the same process.
+    Known,
+    /// Another live node already has this name and advertises another address: two
+    /// processes share a name. The session is not counted as the peer's; it must be closed.
+    Conflict {
+        /// The address the node already a member advertises.
+        existing: String,
     },
 }
 
@@ -66,12 +83,37 @@ impl SessionTable {
                 outbound,
                 name: None,
                 conn: None,
+                ready: false,
             },
         );
     }
 
-    /// A session authenticated as node `name`, which advertises `conn`. Returns whether the
-    /// peer just became live (it had no other authenticated session).
+    /// A session finished its initial sync: the peer's pg groups are known here.
+    pub(crate) fn ready(&mut self, node_id: u64) {
+        if let Some(s) = self.sessions.get_mut(&node_id) {
+            s.ready = true;
+        }
+    }
+
+    /// Whether every authenticated session has finished its initial sync, and how many
+    /// authenticated sessions there are.
+    pub(crate) fn all_ready(&self) -> (bool, usize) {
+        let named = self.sessions.values().filter(|s| s.name.is_some());
+        let (mut all, mut n) = (true, 0);
+        for s in named {
+            all &= s.ready;
+            n += 1;
+        }
+        (all, n)
+    }
+
+    /// A session authenticated as node `name`, which advertises `conn`.
+    ///
+    /// A name is one process: if another session of `name` is live and advertises another
+    /// address, this one belongs to a second process using the same name. It is left
+    /// unnamed here (it never makes the peer live, and its close is a refusal), and the
+    /// caller closes it. The first one keeps the name: refusing it instead would let any
+    /// newcomer evict a member.
     pub(crate) fn authenticated(
         &mut self,
         node_id: u64,
@@ -79,17 +121,46 @@ impl SessionTable {
         conn: String,
         peer_addr: String,
         outbound: bool,
-    ) -> bool {
-        let was_live = self.is_live(&name);
+    ) -> Auth {
+        let existing = self
+            .sessions
+            .iter()
+            .filter(|(id, _)| **id != node_id)
+            .find_map(|(_, s)| {
+                (s.name.as_deref() == Some(&name))
+                    .then(|| s.conn.clone())
+                    .flatten()
+            });
         let ses = self.sessions.entry(node_id).or_insert(Session {
             peer_addr,
             outbound,
             name: None,
             conn: None,
+            ready: false,
         });
-        ses.name = Some(name);
-        ses.conn = Some(conn);
-        !was_live
+        match existing {
+            Some(existing) if existing != conn => Auth::Conflict { existing },
+            Some(_) => {
+                ses.name = Some(name);
+                ses.conn = Some(conn);
+                Auth::Known
+            }
+            None => {
+                ses.name = Some(name);
+                ses.conn = Some(conn);
+                Auth::New
+            }
+        }
+    }
+
+    /// The node name of authenticated session `node_id`.
+    pub(crate) fn name_of(&self, node_id: u64) -> Option<String> {
+        self.sessions.get(&node_id).and_then(|s| s.name.clone())
+    }
+
+    /// Whether session `node_id` finished its initial sync.
+    pub(crate) fn is_ready(&self, node_id: u64) -> bool {
+        self.sessions.get(&node_id).is_some_and(|s| s.ready)
     }
 
     /// A session closed.
@@ -119,8 +190,9 @@ impl SessionTable {
     }
 
     /// Node names of live peers, sorted.
+    #[cfg(test)]
     pub(crate) fn live_names(&self) -> Vec<String> {
-        let names: BTreeSet<&str> = self
+        let names: std::collections::BTreeSet<&str> = self
             .sessions
             .values()
             .filter_map(|s| s.name.as_deref())
@@ -170,7 +242,10 @@ mod tests {
         t.opened(0, A.into(), true);
         assert_eq!(t.outbound(A), Outbound::Pending);
         assert!(!t.is_live("b"));
-        assert!(t.authenticated(0, "b".into(), A.into(), A.into(), true));
+        assert_eq!(
+            t.authenticated(0, "b".into(), A.into(), A.into(), true),
+            Auth::New
+        );
         assert_eq!(t.outbound(A), Outbound::Authenticated("b".into()));
         assert_eq!(t.live_names(), ["b"]);
         assert_eq!(t.live_at(A.parse().unwrap()), Some("b".into()));
@@ -202,7 +277,10 @@ mod tests {
         t.authenticated(0, "b".into(), A.into(), A.into(), true);
         // b also dialed us; that session authenticates and then one of the two loses.
         t.opened(1, "127.0.0.1:50000".into(), false);
-        assert!(!t.authenticated(1, "b".into(), A.into(), "127.0.0.1:50000".into(), false));
+        assert_eq!(
+            t.authenticated(1, "b".into(), A.into(), "127.0.0.1:50000".into(), false),
+            Auth::Known
+        );
         assert_eq!(
             t.disconnected(0),
             Closed::Lost {
@@ -216,5 +294,31 @@ mod tests {
         assert_eq!(t.outbound(A), Outbound::None);
         assert_eq!(t.live_at(A.parse().unwrap()), Some("b".into()));
         assert_eq!(t.live_at("127.0.0.1:1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn a_second_process_with_a_live_name_is_a_conflict_and_never_live() {
+        let mut t = SessionTable::default();
+        t.opened(0, A.into(), true);
+        t.authenticated(0, "b".into(), A.into(), A.into(), true);
+        t.opened(1, "127.0.0.1:50001".into(), false);
+        let other = "127.0.0.1:4999";
+        assert_eq!(
+            t.authenticated(1, "b".into(), other.into(), "127.0.0.1:50001".into(), false),
+            Auth::Conflict { existing: A.into() }
+        );
+        assert_eq!(t.live_names(), ["b"]);
+        assert_eq!(t.live_at(other.parse().unwrap()), None);
+        // Closing it is a refusal, not the peer going down.
+        assert_eq!(t.disconnected(1), Closed::Refused);
+        assert!(t.is_live("b"));
+        // Once the first process is gone, a process at another address may take the name
+        // (a restart on a new port).
+        t.disconnected(0);
+        t.opened(2, "127.0.0.1:50002".into(), false);
+        assert_eq!(
+            t.authenticated(2, "b".into(), other.into(), "127.0.0.1:50002".into(), false),
+            Auth::New
+        );
     }
 }

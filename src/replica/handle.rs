@@ -226,6 +226,11 @@ impl<C: MapView> Replica<C> {
         let _ = self.shared.outbox.set(outbox);
     }
 
+    /// The shared state, for the cluster glue's graceful handover.
+    pub(crate) fn shared(&self) -> &Arc<Shared<C>> {
+        &self.shared
+    }
+
     /// The actor, for the cluster glue to deliver frames and membership to.
     pub(crate) fn actor_ref(&self) -> &ActorRef<ReplicaMsg> {
         &self.actor

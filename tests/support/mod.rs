@@ -214,6 +214,43 @@ impl Node {
         self.process.kill();
     }
 
+    /// Sends a signal (`"STOP"`, `"CONT"`, `"TERM"`) to the process with `kill(1)`.
+    pub(crate) fn signal(&self, sig: &str) {
+        let pid = self.process.pid().expect("the node is running");
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{sig} {pid}");
+    }
+
+    /// Waits until `node` is (`up`) or is not a member here.
+    pub(crate) fn await_state(&mut self, node: &str, up: bool) -> Value {
+        let state = if up { "up" } else { "down" };
+        self.wait(&format!("await-state {node} {state}"))
+    }
+
+    /// The membership events this node recorded: `(event, node, reason, at_ms)`.
+    pub(crate) fn events(&mut self) -> Vec<(String, String, Option<String>, u64)> {
+        let answer = self.ok("events");
+        answer["events"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (
+                            e["event"].as_str().unwrap_or("").to_owned(),
+                            e["node"].as_str().unwrap_or("").to_owned(),
+                            e["reason"].as_str().map(str::to_owned),
+                            e["at_ms"].as_u64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub(crate) fn quit(&mut self) {
         assert!(
             self.process.quit(COMMAND),

@@ -1,109 +1,96 @@
-//! Command-line arguments of `herd node`.
+//! Command-line arguments of `herd node`, through clap (derive).
 //!
-//! Parsed by hand: a handful of flags do not earn clap's compile time (and the binary is a
-//! test and demo driver, not a product CLI).
+//! Every flag can also come from an environment variable (`HERD_*`, shown by `--help`), so a
+//! deployment can keep the cookie out of `ps` (`HERD_COOKIE`) and configure a container with
+//! its environment alone. A flag on the command line wins over its variable.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// `herd node` flags.
-#[derive(Clone, Debug, PartialEq, Eq)]
+use clap::Parser;
+
+/// `herd node`: run one cluster node with one replicated key-value map; commands on stdin,
+/// one JSON answer per line on stdout (type `help`). SIGTERM or end of input shuts it down
+/// gracefully: the replica hands over to its neighbours, storage is flushed, and the leave is
+/// announced so that peers report the node down at once.
+#[derive(Parser, Clone, Debug, PartialEq, Eq)]
+#[command(name = "herd node", version)]
 pub(crate) struct NodeArgs {
+    /// This node's name, unique in the cluster (one word).
+    #[arg(long, env = "HERD_NAME", value_parser = parse_name)]
     pub(crate) name: String,
+
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "HERD_LISTEN", default_value = "127.0.0.1:0")]
     pub(crate) listen: SocketAddr,
+
+    /// A node to join through (`host:port`); repeat the flag, or separate with commas in the
+    /// variable.
+    #[arg(long = "seed", env = "HERD_SEEDS", value_delimiter = ',')]
     pub(crate) seeds: Vec<String>,
+
+    /// Keep the replica on disk in `<dir>/kv.redb` (default: memory only).
+    #[arg(long, env = "HERD_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
+
+    /// The cluster's shared secret. Prefer the variable: a flag shows in `ps`.
+    #[arg(long, env = "HERD_COOKIE", hide_env_values = true)]
     pub(crate) cookie: Option<String>,
+
+    /// How often the replica syncs with its neighbours, in milliseconds.
+    #[arg(long = "sync-interval-ms", env = "HERD_SYNC_INTERVAL_MS", value_parser = parse_ms)]
     pub(crate) sync_interval: Option<Duration>,
+
+    /// The largest sync message the replica sends or accepts, in bytes (at least 256;
+    /// default 1 MiB).
+    #[arg(long, env = "HERD_MAX_SYNC_SIZE", value_parser = parse_sync_size)]
     pub(crate) max_sync_size: Option<usize>,
+
+    /// Acknowledge puts once applied in memory and write them to disk behind.
+    #[arg(long, env = "HERD_WRITE_BEHIND")]
     pub(crate) write_behind: bool,
+
+    /// How often to send a heartbeat to each peer, in milliseconds (default 200).
+    #[arg(long = "heartbeat-interval-ms", env = "HERD_HEARTBEAT_INTERVAL_MS", value_parser = parse_ms)]
+    pub(crate) heartbeat_interval: Option<Duration>,
+
+    /// Silence after which a peer is declared down, in milliseconds (default 1500).
+    #[arg(long = "down-after-ms", env = "HERD_DOWN_AFTER_MS", value_parser = parse_ms)]
+    pub(crate) down_after: Option<Duration>,
+
+    /// How long a graceful shutdown may spend handing data over, in milliseconds (default
+    /// 5000).
+    #[arg(long = "handover-timeout-ms", env = "HERD_HANDOVER_TIMEOUT_MS", value_parser = parse_ms)]
+    pub(crate) handover_timeout: Option<Duration>,
 }
 
-/// Usage of `herd node`.
-pub(crate) const NODE_USAGE: &str = "\
-herd node --name <name> [--listen <ip:port>] [--seed <ip:port>]... [--data-dir <dir>]
-          [--cookie <cookie>] [--sync-interval-ms <ms>] [--max-sync-size <bytes>]
-          [--write-behind]
-
-  --name              this node's name, unique in the cluster (required)
-  --listen            address to listen on (default 127.0.0.1:0: a free port)
-  --seed              a node to join through; repeat for several
-  --data-dir          keep the replica on disk in <dir>/kv.redb (default: memory only)
-  --cookie            the cluster's shared secret
-  --sync-interval-ms  how often the replica syncs with its neighbours
-  --max-sync-size     the largest sync message the replica sends or accepts (default 1 MiB)
-  --write-behind      acknowledge puts once applied in memory, write them to disk behind";
-
-/// Parses the arguments after `node`.
-pub(crate) fn parse_node_args(args: &[String]) -> Result<NodeArgs, String> {
-    let mut name = None;
-    let mut listen: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let mut seeds = Vec::new();
-    let mut data_dir = None;
-    let mut cookie = None;
-    let mut sync_interval = None;
-    let mut max_sync_size = None;
-    let mut write_behind = false;
-
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        // Both `--flag value` and `--flag=value`.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| iter.next().cloned())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag {
-            "--name" => {
-                let v = value()?;
-                if v.is_empty() || v.chars().any(char::is_whitespace) {
-                    return Err(format!("--name must be one word, got `{v}`"));
-                }
-                name = Some(v);
-            }
-            "--listen" => {
-                let v = value()?;
-                listen = v
-                    .parse()
-                    .map_err(|_| format!("--listen takes ip:port, got `{v}`"))?;
-            }
-            "--seed" => seeds.push(value()?),
-            "--data-dir" => data_dir = Some(PathBuf::from(value()?)),
-            "--cookie" => cookie = Some(value()?),
-            "--sync-interval-ms" => {
-                let v = value()?;
-                let ms: u64 = v.parse().ok().filter(|&ms| ms > 0).ok_or_else(|| {
-                    format!("--sync-interval-ms takes a positive integer, got `{v}`")
-                })?;
-                sync_interval = Some(Duration::from_millis(ms));
-            }
-            "--max-sync-size" => {
-                let v = value()?;
-                let bytes: usize = v.parse().ok().filter(|&b| b >= 256).ok_or_else(|| {
-                    format!("--max-sync-size takes a number of bytes (at least 256), got `{v}`")
-                })?;
-                max_sync_size = Some(bytes);
-            }
-            "--write-behind" if inline.is_none() => write_behind = true,
-            other => return Err(format!("unknown argument `{other}`")),
-        }
+fn parse_name(v: &str) -> Result<String, String> {
+    if v.is_empty() || v.chars().any(char::is_whitespace) {
+        return Err(format!("must be one word, got `{v}`"));
     }
-    Ok(NodeArgs {
-        name: name.ok_or("--name is required")?,
-        listen,
-        seeds,
-        data_dir,
-        cookie,
-        sync_interval,
-        max_sync_size,
-        write_behind,
-    })
+    Ok(v.to_owned())
+}
+
+fn parse_sync_size(v: &str) -> Result<usize, String> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|&b| b >= 256)
+        .ok_or_else(|| format!("takes a number of bytes (at least 256), got `{v}`"))
+}
+
+fn parse_ms(v: &str) -> Result<Duration, String> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("takes a positive integer (milliseconds), got `{v}`"))
+}
+
+/// Parses the arguments after `node`. `Err` carries clap's error, which knows how to print
+/// itself (and exits 0 for `--help` and `--version`).
+pub(crate) fn parse_node_args(args: &[String]) -> Result<NodeArgs, clap::Error> {
+    NodeArgs::try_parse_from(std::iter::once("herd node".to_owned()).chain(args.iter().cloned()))
 }
 
 #[cfg(test)]
@@ -118,8 +105,9 @@ mod tests {
     fn parses_all_flags() {
         let parsed = parse_node_args(&args(
             "--name a --listen 127.0.0.1:4000 --seed 127.0.0.1:1 --seed=127.0.0.1:2 \
-             --data-dir /tmp/x --cookie secret --sync-interval-ms 20 --max-sync-size 2000 \
-             --write-behind",
+             --data-dir /tmp/x --cookie secret --sync-interval-ms 20 --write-behind \
+             --max-sync-size 65536 --heartbeat-interval-ms 100 --down-after-ms 900 \
+             --handover-timeout-ms 50",
         ))
         .unwrap();
         assert_eq!(
@@ -131,8 +119,11 @@ mod tests {
                 data_dir: Some("/tmp/x".into()),
                 cookie: Some("secret".into()),
                 sync_interval: Some(Duration::from_millis(20)),
-                max_sync_size: Some(2_000),
+                max_sync_size: Some(65536),
                 write_behind: true,
+                heartbeat_interval: Some(Duration::from_millis(100)),
+                down_after: Some(Duration::from_millis(900)),
+                handover_timeout: Some(Duration::from_millis(50)),
             }
         );
     }
@@ -153,10 +144,20 @@ mod tests {
             "--name a --listen nowhere",
             "--name a --sync-interval-ms 0",
             "--name a --max-sync-size 10",
+            "--name a --max-sync-size lots",
             "--name a --bogus",
             "--name a extra",
         ] {
             assert!(parse_node_args(&args(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn help_mentions_the_cookie_variable() {
+        let e = parse_node_args(&args("--help")).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp);
+        let help = e.to_string();
+        assert!(help.contains("HERD_COOKIE"), "{help}");
+        assert!(help.contains("--max-sync-size"), "{help}");
     }
 }

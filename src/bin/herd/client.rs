@@ -39,6 +39,8 @@ pub(crate) struct NodeSpec {
     pub(crate) log_file: Option<PathBuf>,
     /// `HERD_LOG` for the child; `None` inherits this process's environment.
     pub(crate) log_level: Option<String>,
+    /// Extra environment variables for the child (`HERD_COOKIE`, ...).
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl NodeSpec {
@@ -55,7 +57,14 @@ impl NodeSpec {
             write_behind: false,
             log_file: None,
             log_level: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for the child.
+    pub(crate) fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     /// Adds a `--seed`.
@@ -247,6 +256,7 @@ impl NodeProcess {
         if let Some(level) = &self.spec.log_level {
             command.env("HERD_LOG", level);
         }
+        command.envs(self.spec.env.iter().map(|(k, v)| (k, v)));
         let mut child = command.spawn().map_err(|e| io("spawn", e))?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             let _ = child.kill();
@@ -335,6 +345,24 @@ impl NodeProcess {
         result.map_err(|source| ClientError::Io {
             node,
             what: format!("write `{command}`"),
+            source,
+        })
+    }
+
+    /// Writes raw bytes to the node's stdin (a line that is not UTF-8, say).
+    pub(crate) fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        let node = self.spec.name.clone();
+        let running = self
+            .running
+            .as_mut()
+            .ok_or(ClientError::NotRunning { node: node.clone() })?;
+        let result = running
+            .stdin
+            .write_all(bytes)
+            .and_then(|()| running.stdin.flush());
+        result.map_err(|source| ClientError::Io {
+            node,
+            what: "write raw bytes".to_owned(),
             source,
         })
     }

@@ -23,9 +23,9 @@ const USAGE: &str = "\
 herd: replicated, coordination-free state for ractor clusters
 
 usage:
-  herd node --name <name> [--listen <ip:port>] [--seed <ip:port>]... [--data-dir <dir>]
-            [--cookie <cookie>] [--sync-interval-ms <ms>] [--write-behind]
-      run one node; commands on stdin, one JSON answer per line on stdout (type `help`)
+  herd node --name <name> [--listen <ip:port>] [--seed <ip:port>]... [options]
+      run one node; commands on stdin, one JSON answer per line on stdout (type `help`);
+      every option also reads an environment variable (HERD_COOKIE, ...): herd node --help
   herd demo [--keep]
       three nodes on loopback: replicate, kill one, write, restart it, watch it catch up
   herd help

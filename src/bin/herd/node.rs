@@ -4,16 +4,18 @@
 use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use herd::cluster::{Node, NodeConfig};
+use herd::cluster::{DetectorConfig, Node, NodeConfig};
 use herd::replica::{Ack, Kv, ReplicaOptions};
 use herd::storage::{RedbConfig, RedbStorage};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::args::{NODE_USAGE, NodeArgs, parse_node_args};
+use crate::args::{NodeArgs, parse_node_args};
 use crate::protocol::{self, Command, FaultKind, error, ok};
 
 /// The name of the node's one replica (and of its file in the data directory).
@@ -28,8 +30,13 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
     let args = match parse_node_args(args) {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("herd node: {e}\n\n{NODE_USAGE}");
-            return ExitCode::from(2);
+            // clap formats usage errors, --help and --version; only errors go to stderr.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -82,18 +89,49 @@ async fn run(args: NodeArgs) -> ExitCode {
             let _ = tokio::task::spawn_blocking(crate::trim::trim).await;
         }
     });
-    let server = Server { node, kv };
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let events = record_events(&node);
+    let server = Server { node, kv, events };
+    let mut input = BufReader::new(tokio::io::stdin());
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot catch SIGTERM; it will kill the node abruptly");
+            None
+        }
+    };
+    let mut raw = Vec::new();
+    let mut refused = false;
     loop {
-        let line = match lines.next_line().await {
-            Ok(Some(line)) => line,
-            Ok(None) => break, // end of input: graceful quit
+        raw.clear();
+        let read = tokio::select! {
+            read = input.read_until(b'\n', &mut raw) => read,
+            () = term(&mut terminate) => {
+                tracing::info!("SIGTERM: shutting down gracefully");
+                break;
+            }
+            e = server.node.refused() => {
+                // Another live node has this name: running on would isolate one of the two.
+                tracing::error!(error = %e, "refused by the cluster; shutting down");
+                emit(&json!({"event": "error", "error": e.to_string()}));
+                refused = true;
+                break;
+            }
+        };
+        match read {
+            Ok(0) => break, // end of input: graceful quit
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "reading stdin failed; quitting");
                 break;
             }
+        }
+        // A line that is not UTF-8 is one bad command, not the end of the session.
+        let Ok(line) = std::str::from_utf8(&raw) else {
+            emit(&error("the line is not valid UTF-8", json!({})));
+            continue;
         };
-        match protocol::parse(&line) {
+        let line = line.trim_end_matches(['\n', '\r']);
+        match protocol::parse(line) {
             Ok(Command::Quit) => break,
             Ok(command) => emit(&server.execute(command).await),
             Err(e) => emit(&error(e, json!({}))),
@@ -101,8 +139,12 @@ async fn run(args: NodeArgs) -> ExitCode {
     }
 
     trimmer.abort();
-    let Server { node, kv } = server;
-    let mut code = ExitCode::SUCCESS;
+    let Server { node, kv, .. } = server;
+    let mut code = if refused {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    };
     if let Err(e) = kv.stop().await {
         tracing::error!(error = %e, "stopping the replica failed");
         code = ExitCode::FAILURE;
@@ -119,6 +161,18 @@ async fn start(args: &NodeArgs) -> Result<(Node, Kv), String> {
     }
     if let Some(cookie) = &args.cookie {
         config = config.cookie(cookie.clone());
+    }
+    let mut detector = DetectorConfig::default();
+    if let Some(d) = args.heartbeat_interval {
+        detector.heartbeat_interval = d;
+        detector.suspect_after = d * 3;
+    }
+    if let Some(d) = args.down_after {
+        detector.down_after = d;
+    }
+    config = config.detector(detector);
+    if let Some(t) = args.handover_timeout {
+        config = config.handover_timeout(t);
     }
     let node = Node::start(config)
         .await
@@ -151,6 +205,49 @@ async fn start(args: &NodeArgs) -> Result<(Node, Kv), String> {
 struct Server {
     node: Node,
     kv: Kv,
+    /// Membership events since start, as JSON with `at_ms` (Unix time in ms) added.
+    events: Arc<Mutex<Vec<Value>>>,
+}
+
+/// Resolves when SIGTERM arrives; never, if it cannot be caught.
+async fn term(sig: &mut Option<Signal>) {
+    match sig {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Records the node's membership events with their wall-clock time, for `events` (the
+/// workload runner compares them with the time it stopped or killed a process).
+fn record_events(node: &Node) -> Arc<Mutex<Vec<Value>>> {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut sub = node.subscribe();
+    let into = Arc::clone(&log);
+    tokio::spawn(async move {
+        loop {
+            match sub.events.recv().await {
+                Ok(event) => {
+                    let mut v = to_json(&event);
+                    v["at_ms"] = json!(unix_ms());
+                    into.lock().unwrap_or_else(PoisonError::into_inner).push(v);
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "membership event log lagged");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    log
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Server {
@@ -170,8 +267,25 @@ impl Server {
                 ok(json!({
                     "node": self.node.name(),
                     "members": members,
+                    "cluster_members": self.node.cluster_members(),
+                    "peers": to_json(&self.node.peers()),
                     "neighbours": self.neighbours(),
                 }))
+            }
+            Command::Events => {
+                let events = self
+                    .events
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                ok(json!({ "events": events, "now_ms": unix_ms() }))
+            }
+            Command::AwaitState { node, up, timeout } => {
+                let check = || async {
+                    let members = self.others().await;
+                    (members.contains(&node) == up, json!({"members": members}))
+                };
+                await_condition(timeout, check).await
             }
             Command::Trim => {
                 let released = tokio::task::spawn_blocking(crate::trim::trim)

@@ -20,7 +20,10 @@ commands (one per line, each answered by one JSON line):
   put <key> <value>                    value = rest of the line; answers once the put returned
   get <key>                            {\"ok\":true,\"value\":\"..\"|null}
   del <key>
-  members                              live members and the replica's neighbours
+  members                              members, each peer's state (up|suspected|down) and the
+                                       failure detector's figures, the replica's neighbours
+  events                               membership events since start, with unix times in ms
+  await-state <node> up|down <ms>      until <node> is (or is not) a member
   stats                                replica and cluster counters
   trim                                 give freed heap memory back to the OS (glibc)
   bulk-put <prefix> <n> <value_len>    puts <prefix>0 .. <prefix>{n-1}
@@ -81,6 +84,12 @@ pub(crate) enum Command {
         key: String,
     },
     Members,
+    Events,
+    AwaitState {
+        node: String,
+        up: bool,
+        timeout: Duration,
+    },
     Stats,
     BulkPut {
         prefix: String,
@@ -150,6 +159,20 @@ pub(crate) fn parse(line: &str) -> Result<Command, String> {
             })
         }
         "members" => arity(0, "members").map(|()| Command::Members),
+        "events" => arity(0, "events").map(|()| Command::Events),
+        "await-state" => {
+            arity(3, "await-state <node> up|down <timeout_ms>")?;
+            let up = match words[1] {
+                "up" => true,
+                "down" => false,
+                other => return Err(format!("state must be up or down, got `{other}`")),
+            };
+            Ok(Command::AwaitState {
+                node: words[0].to_owned(),
+                up,
+                timeout: timeout(words[2])?,
+            })
+        }
         "stats" => arity(0, "stats").map(|()| Command::Stats),
         "trim" => arity(0, "trim").map(|()| Command::Trim),
         "help" => Ok(Command::Help),
@@ -271,6 +294,16 @@ mod tests {
         assert_eq!(parse("  get  a "), Ok(Command::Get { key: "a".into() }));
         assert_eq!(parse("del a"), Ok(Command::Del { key: "a".into() }));
         assert_eq!(parse("members"), Ok(Command::Members));
+        assert_eq!(parse("events"), Ok(Command::Events));
+        assert_eq!(
+            parse("await-state b down 50"),
+            Ok(Command::AwaitState {
+                node: "b".into(),
+                up: false,
+                timeout: Duration::from_millis(50)
+            })
+        );
+        assert!(parse("await-state b sideways 50").is_err());
         assert_eq!(parse("stats"), Ok(Command::Stats));
         assert_eq!(parse("trim"), Ok(Command::Trim));
         assert_eq!(

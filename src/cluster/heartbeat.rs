@@ -1,0 +1,165 @@
+//! Heartbeats and leave announcements: a reserved group on herd's own envelope, not a
+//! second transport.
+//!
+//! Every node joins the group [`HEARTBEAT_GROUP`] at start. Its endpoint is a dedicated actor,
+//! so heartbeats are handled off the replicas' path: a replica busy applying a large repair
+//! does not delay them. One task per node sends [`Beat::Alive`] to every member every
+//! `heartbeat_interval` and ticks the detector. [`Node::shutdown`](super::Node::shutdown)
+//! sends [`Beat::Leave`] and waits (briefly) for each peer's [`Beat::LeaveAck`], so that peers
+//! report the node Down at once and the announcement is not lost with the closing sessions.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::group::{Group, GroupEvent};
+use super::lock;
+use super::membership::Membership;
+
+/// The reserved group carrying heartbeats. Users cannot join names starting with `_herd.`.
+pub(crate) const HEARTBEAT_GROUP: &str = "_herd.heartbeat";
+
+/// Prefix of reserved group names.
+pub(crate) const RESERVED_PREFIX: &str = "_herd.";
+
+/// The largest heartbeat message accepted.
+const BEAT_LIMIT: usize = 1024;
+
+/// A heartbeat group message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Beat {
+    /// "I am alive."
+    Alive,
+    /// "I am leaving now": report me Down at once.
+    Leave,
+    /// "I saw your leave."
+    LeaveAck,
+    /// "Your name belongs to another live node, which advertises `existing`: I am closing
+    /// your session." The receiver stops dialing and reports the refusal.
+    NameTaken {
+        /// The address the node already holding the name advertises.
+        existing: String,
+    },
+}
+
+/// Encodes a beat (a few bytes; an address for [`Beat::NameTaken`]).
+pub(crate) fn encode(beat: &Beat) -> Vec<u8> {
+    // Small variants: encoding cannot fail; an absurdly long address encodes as empty,
+    // which the receiver refuses.
+    crate::codec::encode(beat, BEAT_LIMIT).unwrap_or_default()
+}
+
+/// Who acknowledged our leave announcement.
+#[derive(Debug, Default)]
+pub(crate) struct LeaveAcks {
+    acked: Mutex<BTreeSet<String>>,
+    changed: watch::Sender<u64>,
+}
+
+impl LeaveAcks {
+    fn ack(&self, from: String) {
+        lock(&self.acked).insert(from);
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// The heartbeat group's `on_event`: feeds the detector, answers leaves.
+pub(crate) fn on_event(
+    membership: Arc<Membership>,
+    group: Arc<OnceLock<Group>>,
+    acks: Arc<LeaveAcks>,
+    refused: Arc<dyn Fn(String, String) + Send + Sync>,
+) -> Box<dyn Fn(GroupEvent) + Send + Sync + 'static> {
+    Box::new(move |event| {
+        let GroupEvent::Message { from, bytes } = event else {
+            return;
+        };
+        match crate::codec::decode::<Beat>(&bytes, BEAT_LIMIT) {
+            Ok(Beat::Alive) => membership.heartbeat(Instant::now(), &from),
+            Ok(Beat::Leave) => {
+                membership.leave(Instant::now(), &from);
+                if let Some(g) = group.get() {
+                    let _ = g.send(&from, encode(&Beat::LeaveAck));
+                }
+            }
+            Ok(Beat::LeaveAck) => acks.ack(from),
+            Ok(Beat::NameTaken { existing }) => refused(from, existing),
+            Err(e) => {
+                tracing::warn!(from = %from, error = %e, "bad heartbeat message, dropped");
+            }
+        }
+    })
+}
+
+/// Sends heartbeats and ticks the detector, forever (the caller aborts it).
+pub(crate) async fn run(membership: Arc<Membership>, group: Group, interval: Duration) {
+    let mut ticks = tokio::time::interval(membership.config().tick_interval());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_beat = Instant::now();
+    loop {
+        let now = ticks.tick().await;
+        if now >= next_beat {
+            next_beat = now + interval;
+            let beat = encode(&Beat::Alive);
+            for peer in group.members() {
+                // A peer whose session just closed refuses; the detector handles it.
+                let _ = group.send(&peer, beat.clone());
+            }
+        }
+        membership.tick(Instant::now());
+    }
+}
+
+/// Announces our leave to every member of `group` and waits until each acknowledged it or
+/// `timeout` passed. Returns the peers that did not acknowledge.
+pub(crate) async fn announce_leave(
+    group: &Group,
+    acks: &LeaveAcks,
+    timeout: Duration,
+) -> BTreeSet<String> {
+    let peers = group.members();
+    let mut changed = acks.changed.subscribe();
+    for peer in &peers {
+        let _ = group.send(peer, encode(&Beat::Leave));
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let missing: BTreeSet<String> = {
+            let acked = lock(&acks.acked);
+            peers.difference(&acked).cloned().collect()
+        };
+        if missing.is_empty() {
+            return missing;
+        }
+        tokio::select! {
+            res = changed.changed() => if res.is_err() { return missing },
+            () = tokio::time::sleep_until(deadline) => return missing,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beats_roundtrip_and_are_tiny() {
+        for b in [Beat::Alive, Beat::Leave, Beat::LeaveAck] {
+            let bytes = encode(&b);
+            assert!(bytes.len() <= 4, "{bytes:?}");
+            assert_eq!(crate::codec::decode::<Beat>(&bytes, BEAT_LIMIT).unwrap(), b);
+        }
+        let taken = Beat::NameTaken {
+            existing: "127.0.0.1:4000".into(),
+        };
+        assert_eq!(
+            crate::codec::decode::<Beat>(&encode(&taken), BEAT_LIMIT).unwrap(),
+            taken
+        );
+        assert!(crate::codec::decode::<Beat>(&[0xff, 0xff], BEAT_LIMIT).is_err());
+    }
+}
