@@ -4,7 +4,9 @@
 //!
 //! Commands (stdin, one per line), each answered by `OK`, `VALUE <json>` or `ERR <why>`:
 //! * `track <topic> <prefix> <n> <meta>`: starts `n` actors here and tracks each under
-//!   `<prefix><i>` (one `put_many`-free track per actor);
+//!   `<prefix><i>` (one actor per key, as one connection per user);
+//! * `track-bulk <topic> <prefix> <n> <meta>`: tracks `n` keys all bound to one new actor
+//!   (for large counts: the workload measures presence, not actors), answers the time taken;
 //! * `stop <topic> <key>`: stops the actor tracked under `key` (its entry leaves);
 //! * `list <topic>`: the keys shown, each with the nodes it is tracked from;
 //! * `count <topic> <n> <ms>`: waits until `n` entries of `topic` show here, then answers
@@ -114,6 +116,32 @@ async fn command(
                 actors.insert(((*topic).to_owned(), key), actor);
             }
             "OK".into()
+        }
+        ["track-bulk", topic, prefix, n, meta] => {
+            let Ok(n) = n.parse::<usize>() else {
+                return "ERR n must be a number".into();
+            };
+            let actor = match Actor::spawn(None, Connection, ()).await {
+                Ok((actor, _)) => actor,
+                Err(e) => return format!("ERR {e}"),
+            };
+            let started = Instant::now();
+            for i in 0..n {
+                if let Err(e) = presence
+                    .track(
+                        &actor.get_cell(),
+                        *topic,
+                        format!("{prefix}{i}"),
+                        (*meta).to_owned(),
+                    )
+                    .await
+                {
+                    return format!("ERR {e}");
+                }
+            }
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            actors.insert(((*topic).to_owned(), format!("{prefix}*")), actor);
+            format!("VALUE {ms}")
         }
         ["stop", topic, key] => match actors.remove(&((*topic).to_owned(), (*key).to_owned())) {
             Some(actor) => {
