@@ -44,6 +44,7 @@ const WORKLOADS: &[Workload] = &[
     ("cluster-limits", limits::cluster_limits),
     ("sync-limits", sync::sync_limits),
     ("products-agent", products::agent),
+    ("products-presence", products::presence),
     ("cluster-membership", membership::membership),
 ];
 

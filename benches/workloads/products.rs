@@ -10,6 +10,12 @@
 #[path = "../../examples/distributed_config/node.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod node;
+#[path = "../../examples/presence/node.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod presence_node;
+#[path = "../../examples/common/proc.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod proc;
 
 use crate::report::Report;
 use std::io::{BufRead, BufReader, Write};
@@ -18,11 +24,24 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "HERD_BENCH_AGENT_NODE";
+const PRESENCE_ROLE: &str = "HERD_BENCH_PRESENCE_NODE";
 const WAIT: Duration = Duration::from_secs(60);
 const SYNC_MS: f64 = 20.0;
 
-/// Runs the node role and exits, when this process was started as one.
+/// Runs a node role and exits, when this process was started as one.
 pub(crate) fn run_role_if_child() {
+    if let Ok(name) = std::env::var(PRESENCE_ROLE) {
+        let seed = std::env::var("HERD_BENCH_AGENT_SEED").ok();
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let code = match rt.block_on(presence_node::run(&name, seed.as_deref())) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
     let Ok(name) = std::env::var(ROLE) else {
         return;
     };
@@ -212,5 +231,110 @@ pub(crate) fn agent(r: &mut Report) {
         lost as f64,
         "updates",
         Some(0.0),
+    );
+}
+
+fn presence_node(name: &str, seed: Option<&str>) -> proc::Proc {
+    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
+    cmd.env(PRESENCE_ROLE, name);
+    if let Some(seed) = seed {
+        cmd.env("HERD_BENCH_AGENT_SEED", seed);
+    }
+    proc::Proc::spawn(name, cmd, PRESENCE_WAIT)
+}
+
+/// Deadline of one presence step: 100,000 entries can take minutes to spread (see the book).
+const PRESENCE_WAIT: Duration = Duration::from_secs(300);
+
+/// Resident set of a process, bytes (Linux).
+fn rss(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb * 1024.0)
+}
+
+/// `products-presence`: 100,000 entries tracked over three node processes (a third each):
+/// tracks per second, time from the last track until every node lists all, resident memory
+/// per entry on a node that lists them all, time from a SIGKILL of the node holding a third
+/// until no survivor lists them, and joins and leaves per entry seen by a survivor.
+pub(crate) fn presence(r: &mut Report) {
+    let per_node: usize = std::env::var("HERD_PRESENCE_PER_NODE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(33_334);
+    let total = 3 * per_node;
+    let ms = PRESENCE_WAIT.as_millis();
+    let mut a = presence_node("pa", None);
+    let mut b = presence_node("pb", Some(&a.listen));
+    let mut c = presence_node("pc", Some(&a.listen));
+    // Everyone sees everyone before the load starts.
+    a.ask("track-bulk warm w 1 m");
+    for p in [&mut b, &mut c] {
+        p.value(&format!("count warm 1 {ms}"));
+    }
+    let empty = rss(b.pid());
+    let started = Instant::now();
+    a.send(&format!("track-bulk room a {per_node} m"));
+    b.send(&format!("track-bulk room b {per_node} m"));
+    c.send(&format!("track-bulk room c {per_node} m"));
+    for p in [&mut a, &mut b, &mut c] {
+        let answer = p.answer();
+        assert!(answer.starts_with("VALUE "), "{answer}");
+    }
+    let last_track = Instant::now();
+    r.record(
+        "tracks_per_second",
+        total as f64 / (last_track - started).as_secs_f64(),
+        "tracks/s",
+        None,
+    );
+    for p in [&mut a, &mut b, &mut c] {
+        p.value(&format!("count room {total} {ms}"));
+    }
+    r.record(
+        "last_track_to_listed_everywhere",
+        last_track.elapsed().as_secs_f64() * 1e3,
+        "ms",
+        Some(1_000.0),
+    );
+    r.record(
+        "rss_per_entry",
+        (rss(b.pid()) - empty) / total as f64,
+        "bytes",
+        Some(300.0),
+    );
+    let killed = Instant::now();
+    c.kill();
+    for p in [&mut a, &mut b] {
+        p.value(&format!("count room {} {ms}", 2 * per_node));
+    }
+    r.record(
+        "sigkill_to_gone_everywhere",
+        killed.elapsed().as_secs_f64() * 1e3,
+        "ms",
+        None,
+    );
+    let diffs = a.value("diffs");
+    let (mut joins, mut leaves, mut entries) = (0u64, 0u64, 0u64);
+    for i in 0..per_node {
+        let d = &diffs[format!("room/c{i}")];
+        joins += d[0].as_u64().unwrap_or(0);
+        leaves += d[1].as_u64().unwrap_or(0);
+        entries += 1;
+    }
+    r.record(
+        "joins_per_killed_entry",
+        joins as f64 / entries as f64,
+        "joins",
+        Some(1.0),
+    );
+    r.record(
+        "leaves_per_killed_entry",
+        leaves as f64 / entries as f64,
+        "leaves",
+        Some(1.0),
     );
 }

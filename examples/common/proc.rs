@@ -97,6 +97,11 @@ impl Proc {
         serde_json::from_str(json).expect("a JSON value")
     }
 
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills it with SIGKILL and reaps it.
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();

@@ -164,17 +164,30 @@ async fn command(
             };
             let end = Instant::now() + Duration::from_millis(ms);
             loop {
-                let shown: usize = presence.list(topic).values().map(Vec::len).sum();
+                let shown = presence.count(topic);
                 if shown == n {
                     return format!("VALUE {shown}");
                 }
                 if Instant::now() >= end {
                     return format!("ERR {shown} shown, not {n}");
                 }
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
         ["diffs"] => {
+            // The counting task may still be draining: wait (bounded) until its joins minus
+            // leaves match what shows.
+            let end = Instant::now() + Duration::from_secs(30);
+            loop {
+                let net: i64 = {
+                    let counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+                    counts.values().map(|(j, l)| *j as i64 - *l as i64).sum()
+                };
+                if net == presence.len() as i64 || Instant::now() >= end {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             let counts = counts.lock().unwrap_or_else(|e| e.into_inner());
             let by_key: BTreeMap<String, (u64, u64)> = counts
                 .iter()

@@ -410,6 +410,15 @@ impl<M: Meta> Presence<M> {
         out
     }
 
+    /// Entries of `topic` that show on this node (places, not distinct keys).
+    pub fn count(&self, topic: &str) -> usize {
+        lock(&self.inner.view)
+            .visible
+            .keys()
+            .filter(|slot| matches!(slot, Slot::Entry { topic: t, .. } if t == topic))
+            .count()
+    }
+
     /// Entries that show on this node, in all topics.
     pub fn len(&self) -> usize {
         lock(&self.inner.view).visible.len()
@@ -459,10 +468,17 @@ impl<M: Meta> Presence<M> {
     }
 }
 
+/// The presence's replica: in memory (tracks describe live actors, which die with the
+/// process), and a deep subscription queue, since the view must see every change to keep its
+/// diffs exact and a lag costs a pass over every entry.
 fn in_memory(mut options: ReplicaOptions) -> ReplicaOptions {
     options.storage = None;
+    options.subscription_capacity = options.subscription_capacity.max(SUBSCRIPTION_BATCHES);
     options
 }
+
+/// Queue depth of the view's subscription to its replica, in change batches.
+const SUBSCRIPTION_BATCHES: usize = 1 << 16;
 
 fn wall_ms() -> u64 {
     std::time::SystemTime::now()
@@ -487,10 +503,10 @@ async fn run<M: Meta>(
             update = diffs.recv() => match update {
                 None => return,
                 Some(Update::Diffs(batch)) => on_diffs(&inner, batch).await,
-                // Fell behind: decide everything again from the replica.
-                Some(Update::Lagged(_)) => {
+                // Fell behind: decide everything again from the state it hands over.
+                Some(Update::Lagged(now)) => {
                     reread_incarnations(&inner);
-                    rescan_all(&inner);
+                    rescan(&inner, now.into_iter().collect());
                 }
             },
             Some(actor) = died.recv() => untrack_actor(&inner, actor).await,
@@ -633,12 +649,25 @@ fn reread_incarnations<M: Meta>(inner: &Inner<M>) {
 
 /// Re-decides every entry (a node came or went, or a node's incarnation changed).
 fn rescan_all<M: Meta>(inner: &Inner<M>) {
-    let entries: Vec<(Slot, Option<M>)> = inner.replica.read(|map| {
+    let entries: Vec<(Slot, Record<M>)> = inner.replica.read(|map| {
         map.iter()
             .filter(|(slot, _)| matches!(slot, Slot::Entry { .. }))
-            .map(|(slot, record)| (slot.clone(), view::meta(Some(record)).cloned()))
+            .map(|(slot, record)| (slot.clone(), record.clone()))
             .collect()
     });
+    rescan(inner, entries);
+}
+
+/// Re-decides every entry from `entries`, the whole map.
+fn rescan<M: Meta>(inner: &Inner<M>, entries: Vec<(Slot, Record<M>)>) {
+    let entries: Vec<(Slot, Option<M>)> = entries
+        .into_iter()
+        .filter(|(slot, _)| matches!(slot, Slot::Entry { .. }))
+        .map(|(slot, record)| match record {
+            Record::Meta(m) => (slot, Some(m)),
+            Record::Started { .. } => (slot, None),
+        })
+        .collect();
     let mut view = lock(&inner.view);
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::with_capacity(entries.len());
