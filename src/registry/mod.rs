@@ -42,10 +42,10 @@
 //! # Lookups while a node joins (Horde #247)
 //! Each node's incarnation record carries the number of claims it holds and the nodes it saw
 //! live when it wrote it; a node rewrites its record whenever a node joins its view.
-//! [`Registry::start`] waits (up to [`RegistryOptions::ready_timeout`]) until, for every
-//! other member of the cluster when it was called, this node holds that member's record
-//! written after the member saw this node, and at least as many of that member's claims as the
-//! record counts. So a lookup on a node that just joined does not miss a name registered
+//! [`Registry::start`] waits (up to [`RegistryOptions::ready_timeout`]) until the node has
+//! reached a member (when it has seeds), and then until, for every member it knows (the list is
+//! read again while it waits), this node holds that member's record written after the member
+//! saw this node, and at least as many of that member's claims as the record counts. So a lookup on a node that just joined does not miss a name registered
 //! before the join began, unless the wait timed out ([`Registry::ready`] says whether it did)
 //! or the owner unregistered names while this node synced. Local lookups read your own
 //! writes: the claim shows before [`register`](Registry::register) returns.
@@ -336,12 +336,9 @@ impl Registry {
             &options,
         )
         .await?;
-        let others: Vec<String> = node
-            .cluster_members()
-            .into_iter()
-            .filter(|m| m != node.name())
-            .collect();
-        registry.until_synced(&others, options.ready_timeout).await;
+        registry
+            .until_members_synced(node, options.ready_timeout)
+            .await;
         Ok(registry)
     }
 
@@ -567,6 +564,26 @@ impl Registry {
             }
             if tokio::time::Instant::now() >= end {
                 return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits, up to `wait`, until this node has a member (when it has seeds to reach) and is
+    /// synced with every member it knows (the member list is read again as it grows).
+    async fn until_members_synced(&self, node: &Node, wait: Duration) {
+        let end = tokio::time::Instant::now() + wait;
+        loop {
+            // Crate-internal: whether seeds may still answer (no public accessor yet).
+            let members = node.members();
+            if (!members.is_empty() || !node.handover_probe().has_seeds())
+                && members.iter().all(|n| synced_with(&self.inner, n))
+            {
+                self.inner.ready.store(true, Ordering::Release);
+                return;
+            }
+            if tokio::time::Instant::now() >= end {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
