@@ -220,14 +220,14 @@ async fn command(
             };
             let end = Instant::now() + Duration::from_millis(ms);
             loop {
-                let shown = registry.select(prefix).len();
+                let shown = registry.count_prefix(prefix);
                 if shown == n {
                     return format!("VALUE {shown}");
                 }
                 if Instant::now() >= end {
                     return format!("ERR {shown} shown, not {n}");
                 }
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
         ["lookups", prefix] => {

@@ -534,6 +534,16 @@ impl Registry {
             .collect()
     }
 
+    /// How many names starting with `prefix` are held, as this node sees it (without
+    /// copying them, unlike [`select`](Self::select)).
+    pub fn count_prefix(&self, prefix: &str) -> usize {
+        let view = lock(&self.inner.view);
+        view.names
+            .range(prefix.to_owned()..)
+            .take_while(|(name, _)| name.starts_with(prefix))
+            .count()
+    }
+
     /// How many names are held, as this node sees it.
     pub fn count(&self) -> usize {
         lock(&self.inner.view).names.len()
@@ -735,16 +745,18 @@ async fn settle(inner: &Inner, claims: Vec<(Slot, Option<u64>)>, all: bool) {
                 .collect();
             claims.extend(gone.into_iter().map(|s| (s, None)));
         }
+        // Holders before, only of names whose claims change.
         let mut before: BTreeMap<String, Option<Entry>> = BTreeMap::new();
-        for (slot, _) in &claims {
+        let mut changed = BTreeSet::new();
+        for (slot, at) in &claims {
+            if !view.would_change(slot, *at) {
+                continue;
+            }
             if let Slot::Name { name, .. } = slot
                 && !before.contains_key(name)
             {
                 before.insert(name.clone(), view.winner(name).cloned());
             }
-        }
-        let mut changed = BTreeSet::new();
-        for (slot, at) in &claims {
             if let Some(name) = view.settle(slot, *at) {
                 changed.insert(name);
             }
@@ -797,9 +809,19 @@ async fn run(
             update = diffs.recv() => match update {
                 None => return,
                 Some(Update::Diffs(batch)) => on_diffs(&inner, batch).await,
-                Some(Update::Lagged(_)) => {
+                // Fell behind: decide everything again from the fresh copy it hands over.
+                Some(Update::Lagged(now)) => {
                     reread_incarnations(&inner);
-                    rescan_all(&inner).await;
+                    let claims = now
+                        .into_iter()
+                        .filter_map(|(slot, record)| match (&slot, record) {
+                            (Slot::Name { .. }, Record::Registered { at_ms }) => {
+                                Some((slot, Some(at_ms)))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    settle(&inner, claims, true).await;
                 }
             },
             Some(actor) = died.recv() => remove_actor(&inner, actor).await,

@@ -61,6 +61,18 @@ impl View {
         }
     }
 
+    /// Whether settling `slot` at `at_ms` would change what shows.
+    pub(super) fn would_change(&self, slot: &Slot, at_ms: Option<u64>) -> bool {
+        let Slot::Name {
+            node, incarnation, ..
+        } = slot
+        else {
+            return false;
+        };
+        let should = at_ms.filter(|_| self.shows(node, *incarnation));
+        self.visible.get(slot).map(|r| r.0) != should
+    }
+
     /// The holder of `name`.
     pub(super) fn winner(&self, name: &str) -> Option<&Entry> {
         self.names.get(name).and_then(|c| c.values().next())
@@ -79,6 +91,9 @@ impl View {
             return None;
         };
         let should = at_ms.filter(|_| self.shows(node, *incarnation));
+        if self.visible.get(slot).map(|r| r.0) == should {
+            return None; // nothing changed (the usual case in a rescan)
+        }
         let rank = |at: u64| (at, node.clone(), *incarnation, *id);
         let old = self.visible.remove(slot);
         if let Some(r) = &old
