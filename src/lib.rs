@@ -78,6 +78,7 @@ pub mod codec;
 pub mod crdt;
 pub mod merkle;
 pub mod presence;
+pub mod registry;
 pub mod replica;
 pub mod storage;
 pub mod sync;

@@ -20,6 +20,7 @@ mod cluster;
 mod limits;
 mod membership;
 mod products;
+mod registry;
 mod report;
 mod sync;
 mod sync_document;
@@ -45,11 +46,13 @@ const WORKLOADS: &[Workload] = &[
     ("sync-limits", sync::sync_limits),
     ("products-agent", products::agent),
     ("products-presence", products::presence),
+    ("products-registry", registry::registry),
     ("cluster-membership", membership::membership),
 ];
 
 fn main() {
     products::run_role_if_child();
+    registry::run_role_if_child();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let run = report::selected(WORKLOADS, &args);
     if run.is_empty() {

@@ -15,7 +15,7 @@ mod node;
 mod presence_node;
 #[path = "../../examples/common/proc.rs"]
 #[allow(dead_code, unreachable_pub)]
-mod proc;
+pub(crate) mod proc;
 
 use crate::report::Report;
 use std::io::{BufRead, BufReader, Write};

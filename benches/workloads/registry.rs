@@ -1,0 +1,143 @@
+//! `products-registry`: the registry over three node processes on loopback (this bench
+//! binary re-executed as the registry example's node role, sync interval 20 ms).
+//!
+//! `HERD_REGISTRY_NAMES` names (default 30,000; the figure is 100,000) are registered,
+//! a third on each node, concurrently; each is an actor of its own, published through the
+//! cluster layer. Figures: registrations per second (all three nodes together); time from the
+//! last registration's acknowledgement until every node shows all of them (goal ≤ 1 s); p50
+//! and p99 of a local lookup (goal p99 ≤ 5 µs) and of a lookup plus call of an actor on another
+//! node; then node c is SIGKILLed: time until no survivor shows its names (goal ≤ the failure
+//! detector's 1.5 s + 200 ms) and names lost from the survivors (goal 0).
+
+#[path = "../../examples/registry/node.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod node;
+
+use crate::report::Report;
+use crate::products::proc::Proc;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const ROLE: &str = "HERD_BENCH_REGISTRY_NODE";
+const WAIT: Duration = Duration::from_secs(120);
+
+/// Runs the node role and exits, when this process was started as one.
+pub(crate) fn run_role_if_child() {
+    let Ok(name) = std::env::var(ROLE) else {
+        return;
+    };
+    let seed = std::env::var("HERD_BENCH_REGISTRY_SEED").ok();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let code = match rt.block_on(node::run(&name, seed.as_deref())) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn spawn(name: &str, seed: Option<&str>) -> Proc {
+    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
+    cmd.env(ROLE, name);
+    if let Some(seed) = seed {
+        cmd.env("HERD_BENCH_REGISTRY_SEED", seed);
+    }
+    Proc::spawn(name, cmd, WAIT)
+}
+
+fn ns(v: &serde_json::Value, field: &str) -> f64 {
+    v[field].as_f64().unwrap_or(f64::NAN)
+}
+
+pub(crate) fn registry(r: &mut Report) {
+    let total: usize = std::env::var("HERD_REGISTRY_NAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30_000);
+    let per = total / 3;
+    let total = per * 3;
+    let mut a = spawn("a", None);
+    let mut b = spawn("b", Some(&a.listen));
+    let mut c = spawn("c", Some(&a.listen));
+    let ms = WAIT.as_millis();
+    // Wait until the three see each other: one name each, shown everywhere.
+    for (p, n) in [(&mut a, "wa"), (&mut b, "wb"), (&mut c, "wc")] {
+        p.value(&format!("register {n} 1"));
+    }
+    for p in [&mut a, &mut b, &mut c] {
+        p.value(&format!("count w 3 {ms}"));
+    }
+
+    let started = Instant::now();
+    for (p, prefix) in [(&mut a, "na-"), (&mut b, "nb-"), (&mut c, "nc-")] {
+        p.send(&format!("register {prefix} {per}"));
+    }
+    let mut last_ack = started;
+    for p in [&mut a, &mut b, &mut c] {
+        let (at, line) = p.next(|l| l.starts_with("VALUE ") || l.starts_with("ERR "));
+        assert!(line.starts_with("VALUE "), "{}: {line}", p.name);
+        last_ack = last_ack.max(at);
+    }
+    let took = last_ack - started;
+    r.record(
+        "registrations_per_s",
+        total as f64 / took.as_secs_f64(),
+        "names/s",
+        None,
+    );
+    for p in [&mut a, &mut b, &mut c] {
+        p.send(&format!("count n {total} {ms}"));
+    }
+    let mut all_shown = last_ack;
+    for p in [&mut a, &mut b, &mut c] {
+        let (at, line) = p.next(|l| l.starts_with("VALUE ") || l.starts_with("ERR "));
+        assert!(line.starts_with("VALUE "), "{}: {line}", p.name);
+        all_shown = all_shown.max(at);
+    }
+    r.record(
+        "all_resolve_after_last_ms",
+        (all_shown - last_ack).as_secs_f64() * 1e3,
+        "ms",
+        Some(1000.0),
+    );
+
+    let local = a.value("lookups na-");
+    r.record("local_lookup_p50", ns(&local, "p50_ns") / 1e3, "µs", None);
+    r.record(
+        "local_lookup_p99",
+        ns(&local, "p99_ns") / 1e3,
+        "µs",
+        Some(5.0),
+    );
+    let remote = a.value("calls nb- 1000");
+    r.record("remote_call_p50", ns(&remote, "p50_ns") / 1e3, "µs", None);
+    r.record("remote_call_p99", ns(&remote, "p99_ns") / 1e3, "µs", None);
+
+    let killed = Instant::now();
+    c.kill();
+    for p in [&mut a, &mut b] {
+        p.send(&format!("count nc- 0 {ms}"));
+    }
+    let mut gone = killed;
+    for p in [&mut a, &mut b] {
+        let (at, line) = p.next(|l| l.starts_with("VALUE ") || l.starts_with("ERR "));
+        assert!(line.starts_with("VALUE "), "{}: {line}", p.name);
+        gone = gone.max(at);
+    }
+    r.record(
+        "killed_names_gone_ms",
+        (gone - killed).as_secs_f64() * 1e3,
+        "ms",
+        Some(1700.0),
+    );
+    let mut lost = 0;
+    for p in [&mut a, &mut b] {
+        for prefix in ["na-", "nb-"] {
+            let shown = p.value(&format!("where {prefix}"));
+            lost += per - shown.as_object().map_or(0, |m| m.len());
+        }
+    }
+    r.record("names_lost_from_survivors", lost as f64, "names", Some(0.0));
+}

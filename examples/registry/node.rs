@@ -1,0 +1,290 @@
+//! One node of the registry example: a cluster node with a [`Registry`], driven over stdin
+//! and reporting on stdout. Shared by the example, by `tests/registry.rs` and by the
+//! `products-registry` workload.
+//!
+//! Commands (stdin, one per line), each answered by `OK`, `VALUE <json>` or `ERR <why>`:
+//! * `register <prefix> <n>`: starts `n` echo actors here and registers each under
+//!   `<prefix><i>` (`<prefix>` alone when `n` is 1); answers how many were registered and
+//!   how many names were already held;
+//! * `call <name> <ms>`: looks the name up (waiting up to `ms`) and calls the actor;
+//!   answers its reply, which names the node it runs on;
+//! * `where [<prefix>]`: each name starting with `prefix` (every name without one) and the
+//!   node holding it;
+//! * `count <prefix> <n> <ms>`: waits until exactly `n` names with `prefix` show here, then
+//!   answers the count (or an error after `ms`);
+//! * `lookups <prefix>`: looks up every name with `prefix` once; answers the count and the
+//!   p50 and p99 of one lookup, in ns;
+//! * `calls <prefix> <n>`: looks up and calls the first `n` names with `prefix`; the same
+//!   figures for one lookup and call;
+//! * `alive <name>`: whether this node's actor registered under `name` still runs;
+//! * `events`: how many registrations, removals and conflicts this node's subscriber saw.
+//!
+//! Events: `READY <listen address>` once. With `HERD_REGISTRY_EARLY=<name>` the node
+//! registers `<name>` before it has synced with anyone (a claim made "on the other side of a
+//! partition", to show a conflict).
+
+use herd::cluster::{Node, NodeConfig};
+use herd::registry::{Registry, RegistryError, RegistryEvent, RegistryOptions};
+use herd::replica::ReplicaOptions;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorClusterMessage;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// The registered actors' messages: serializable by ractor_cluster, with a call.
+#[derive(RactorClusterMessage)]
+pub(crate) enum EchoMsg {
+    /// Answers with the text and the node's name.
+    #[rpc]
+    Echo(String, RpcReplyPort<String>),
+}
+
+struct Echo {
+    node: String,
+}
+
+impl Actor for Echo {
+    type Msg = EchoMsg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<EchoMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<EchoMsg>,
+        msg: EchoMsg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            EchoMsg::Echo(text, reply) => {
+                let _ = reply.send(format!("{text} from {}", self.node));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Registrations, removals and conflicts seen.
+type Counts = Arc<Mutex<(u64, u64, u64)>>;
+
+/// Runs one node until stdin closes.
+pub(crate) async fn run(name: &str, seed: Option<&str>) -> Result<(), String> {
+    let mut config = NodeConfig::new(name).listen("127.0.0.1:0".parse().map_err(|_| "addr")?);
+    if let Some(seed) = seed {
+        config = config.seed(seed);
+    }
+    let node = Node::start(config).await.map_err(|e| e.to_string())?;
+    let early = std::env::var("HERD_REGISTRY_EARLY").ok();
+    let options = RegistryOptions::new("names")
+        .replica(ReplicaOptions::new("names").sync_interval(Duration::from_millis(20)))
+        .ready_timeout(if early.is_some() {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(5)
+        });
+    let registry = Registry::start(&node, options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let counts: Counts = Arc::default();
+    let mut events = registry.subscribe();
+    let counter = counts.clone();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            let mut c = counter.lock().unwrap_or_else(|e| e.into_inner());
+            match event {
+                RegistryEvent::Registered(_) => c.0 += 1,
+                RegistryEvent::Unregistered(_) => c.1 += 1,
+                RegistryEvent::Conflict { .. } => c.2 += 1,
+            }
+        }
+    });
+    let mut actors: HashMap<String, ActorRef<EchoMsg>> = HashMap::new();
+    if let Some(name) = early {
+        let answer = register(&node, &registry, &mut actors, &name, 1).await;
+        if answer.starts_with("ERR") {
+            return Err(answer);
+        }
+    }
+    say(&format!("READY {}", node.listen_addr()));
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let answer = command(&node, &registry, &mut actors, &counts, &line).await;
+        say(&answer);
+    }
+    for actor in actors.values() {
+        actor.stop(None);
+    }
+    let _ = registry.stop().await;
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn register(
+    node: &Node,
+    registry: &Registry,
+    actors: &mut HashMap<String, ActorRef<EchoMsg>>,
+    prefix: &str,
+    n: usize,
+) -> String {
+    let (mut done, mut held) = (0, 0);
+    for i in 0..n {
+        let name = if n == 1 {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}{i}")
+        };
+        let echo = Echo {
+            node: node.name().to_owned(),
+        };
+        let actor = match Actor::spawn(None, echo, ()).await {
+            Ok((actor, _)) => actor,
+            Err(e) => return format!("ERR {e}"),
+        };
+        match registry.register(name.clone(), &actor).await {
+            Ok(_) => {
+                done += 1;
+                actors.insert(name, actor);
+            }
+            Err(RegistryError::AlreadyRegistered { .. }) => {
+                held += 1;
+                actor.stop(None);
+            }
+            Err(e) => return format!("ERR {e}"),
+        }
+    }
+    format!("VALUE {}", json!({"registered": done, "already": held}))
+}
+
+/// `{"n", "p50_ns", "p99_ns"}` of some durations in nanoseconds.
+fn quantiles(mut ns: Vec<u64>) -> serde_json::Value {
+    ns.sort_unstable();
+    let at = |q: f64| {
+        ns.get(((ns.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    json!({"n": ns.len(), "p50_ns": at(0.5), "p99_ns": at(0.99)})
+}
+
+async fn command(
+    node: &Node,
+    registry: &Registry,
+    actors: &mut HashMap<String, ActorRef<EchoMsg>>,
+    counts: &Counts,
+    line: &str,
+) -> String {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["register", prefix, n] => match n.parse::<usize>() {
+            Ok(n) => register(node, registry, actors, prefix, n).await,
+            Err(_) => "ERR n must be a number".into(),
+        },
+        ["call", name, ms] => {
+            let Ok(ms) = ms.parse::<u64>() else {
+                return "ERR ms must be a number".into();
+            };
+            let wait = Duration::from_millis(ms);
+            let Some(actor) = registry.lookup_within::<EchoMsg>(name, wait).await else {
+                return format!("ERR {name} not found");
+            };
+            match ractor::call_t!(actor, EchoMsg::Echo, ms, "hello".to_owned()) {
+                Ok(reply) => format!("VALUE {}", json!(reply)),
+                Err(e) => format!("ERR {e}"),
+            }
+        }
+        ["where"] | ["where", _] => {
+            let prefix = words.get(1).copied().unwrap_or("");
+            let at: BTreeMap<String, String> = registry
+                .select(prefix)
+                .into_iter()
+                .map(|e| (e.name, e.node))
+                .collect();
+            format!("VALUE {}", json!(at))
+        }
+        ["count", prefix, n, ms] => {
+            let (Ok(n), Ok(ms)) = (n.parse::<usize>(), ms.parse::<u64>()) else {
+                return "ERR usage: count <prefix> <n> <ms>".into();
+            };
+            let end = Instant::now() + Duration::from_millis(ms);
+            loop {
+                let shown = registry.count_prefix(prefix);
+                if shown == n {
+                    return format!("VALUE {shown}");
+                }
+                if Instant::now() >= end {
+                    return format!("ERR {shown} shown, not {n}");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        ["lookups", prefix] => {
+            // Local lookup latency: every name with `prefix`, looked up once each.
+            let names: Vec<String> = registry
+                .select(prefix)
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            let mut ns: Vec<u64> = Vec::with_capacity(names.len());
+            for name in &names {
+                let t = Instant::now();
+                let found = registry.lookup::<EchoMsg>(name);
+                ns.push(t.elapsed().as_nanos() as u64);
+                if found.is_none() {
+                    return format!("ERR {name} not found");
+                }
+            }
+            format!("VALUE {}", json!(quantiles(ns)))
+        }
+        ["calls", prefix, n] => {
+            // Call latency: the first `n` names with `prefix`, called once each.
+            let Ok(n) = n.parse::<usize>() else {
+                return "ERR n must be a number".into();
+            };
+            let names: Vec<String> = registry
+                .select(prefix)
+                .into_iter()
+                .take(n)
+                .map(|e| e.name)
+                .collect();
+            let mut ns: Vec<u64> = Vec::with_capacity(names.len());
+            for name in &names {
+                let t = Instant::now();
+                let Some(actor) = registry.lookup::<EchoMsg>(name) else {
+                    return format!("ERR {name} not found");
+                };
+                if let Err(e) = ractor::call_t!(actor, EchoMsg::Echo, 5000, String::new()) {
+                    return format!("ERR {e}");
+                }
+                ns.push(t.elapsed().as_nanos() as u64);
+            }
+            format!("VALUE {}", json!(quantiles(ns)))
+        }
+        ["alive", name] => {
+            let alive = actors
+                .get(*name)
+                .is_some_and(|a| a.get_status() == ractor::ActorStatus::Running);
+            format!("VALUE {alive}")
+        }
+        ["events"] => {
+            let c = *counts.lock().unwrap_or_else(|e| e.into_inner());
+            format!(
+                "VALUE {}",
+                json!({"registered": c.0, "unregistered": c.1, "conflicts": c.2})
+            )
+        }
+        _ => format!("ERR unknown command `{line}`"),
+    }
+}

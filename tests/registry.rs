@@ -1,0 +1,161 @@
+//! `Registry` across real node processes on loopback: a name registered on one node called
+//! from another, gone from the survivors once its node is SIGKILLed, one winner for a name
+//! claimed on two nodes (the loser stopped), and a joining node that misses no name.
+//!
+//! The nodes are this test binary re-executed (ractor's registries are global to a process),
+//! running the registry example's node role (`examples/registry/node.rs`). Every wait is a
+//! node-side wait with a deadline, or a test-side loop with one.
+
+#[path = "../examples/registry/node.rs"]
+#[allow(dead_code)]
+mod node;
+#[path = "../examples/common/proc.rs"]
+#[allow(dead_code)]
+mod proc;
+
+use proc::Proc;
+use serde_json::json;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const ROLE: &str = "HERD_REGISTRY_TEST_NODE";
+const WAIT: Duration = Duration::from_secs(30);
+/// The failure detector's default `down_after`, plus a margin for a loaded machine.
+const GONE_WITHIN: Duration = Duration::from_millis(1500 + 1500);
+
+/// A node when this binary runs as a child; a no-op in a normal test run.
+#[test]
+fn child_node_role() {
+    let Ok(name) = std::env::var(ROLE) else {
+        return;
+    };
+    let seed = std::env::var("HERD_REGISTRY_TEST_SEED").ok();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    if let Err(e) = rt.block_on(node::run(&name, seed.as_deref())) {
+        panic!("{name}: {e}");
+    }
+}
+
+fn spawn(name: &str, seed: Option<&str>, early: Option<&str>) -> Proc {
+    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
+    cmd.args([
+        "child_node_role",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(ROLE, name);
+    if let Some(seed) = seed {
+        cmd.env("HERD_REGISTRY_TEST_SEED", seed);
+    }
+    if let Some(early) = early {
+        cmd.env("HERD_REGISTRY_EARLY", early);
+    }
+    Proc::spawn(name, cmd, WAIT)
+}
+
+fn ms() -> u128 {
+    WAIT.as_millis()
+}
+
+#[test]
+fn a_name_is_called_across_nodes_and_leaves_when_its_node_is_killed() {
+    if std::env::var(ROLE).is_ok() {
+        return;
+    }
+    let mut a = spawn("a", None, None);
+    let mut b = spawn("b", Some(&a.listen), None);
+    let mut c = spawn("c", Some(&a.listen), None);
+    assert_eq!(
+        b.value("register svc- 3"),
+        json!({"registered": 3, "already": 0})
+    );
+    a.value(&format!("count svc- 3 {}", ms()));
+    c.value(&format!("count svc- 3 {}", ms()));
+    assert_eq!(a.value("where svc-1"), json!({"svc-1": "b"}));
+    assert_eq!(
+        a.value(&format!("call svc-1 {}", ms())),
+        json!("hello from b")
+    );
+    assert_eq!(
+        c.value(&format!("call svc-2 {}", ms())),
+        json!("hello from b")
+    );
+    // Local lookups on the owner.
+    assert_eq!(
+        b.value(&format!("call svc-0 {}", ms())),
+        json!("hello from b")
+    );
+    let killed = Instant::now();
+    b.kill();
+    a.value(&format!("count svc- 0 {}", ms()));
+    c.value(&format!("count svc- 0 {}", ms()));
+    let took = killed.elapsed();
+    assert!(
+        took <= GONE_WITHIN,
+        "names gone {took:?} after the kill, more than {GONE_WITHIN:?}"
+    );
+    assert!(a.ask("call svc-1 100").starts_with("ERR"));
+}
+
+#[test]
+fn one_name_claimed_on_two_nodes_has_one_winner_and_the_loser_stops() {
+    if std::env::var(ROLE).is_ok() {
+        return;
+    }
+    let mut a = spawn("a", None, None);
+    assert_eq!(
+        a.value("register leader 1"),
+        json!({"registered": 1, "already": 0})
+    );
+    // d claims `leader` before it has synced with anyone: a later, concurrent claim.
+    let mut d = spawn("d", Some(&a.listen), Some("leader"));
+    let end = Instant::now() + WAIT;
+    while d.value("alive leader") == json!(true) {
+        assert!(Instant::now() < end, "d's losing actor still runs");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(a.value("where leader"), json!({"leader": "a"}));
+    assert_eq!(d.value("where leader"), json!({"leader": "a"}));
+    assert_eq!(a.value("alive leader"), json!(true), "the winner runs");
+    assert_eq!(
+        d.value("events")["conflicts"],
+        json!(1),
+        "the loser was told once"
+    );
+    assert_eq!(
+        a.value("events")["conflicts"],
+        json!(0),
+        "the winner was not"
+    );
+    assert_eq!(
+        d.value(&format!("call leader {}", ms())),
+        json!("hello from a")
+    );
+    // Still one holder a little later (no flapping).
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(d.value("where leader"), json!({"leader": "a"}));
+    assert_eq!(d.value("events")["conflicts"], json!(1));
+}
+
+/// Horde #247: a node that joins answers every name registered before the join began, from
+/// the moment its registry has started.
+#[test]
+fn a_joining_node_misses_no_name_registered_before_it_joined() {
+    if std::env::var(ROLE).is_ok() {
+        return;
+    }
+    let mut a = spawn("a", None, None);
+    let mut b = spawn("b", Some(&a.listen), None);
+    a.value("register a- 500");
+    b.value("register b- 500");
+    for p in [&mut a, &mut b] {
+        p.value(&format!("count a- 500 {}", ms()));
+        p.value(&format!("count b- 500 {}", ms()));
+    }
+    // c is seeded with a only; b's names must be there too as soon as c is READY.
+    let mut c = spawn("c", Some(&a.listen), None);
+    let at = c.value("where");
+    let shown = at.as_object().map_or(0, |m| m.len());
+    assert_eq!(shown, 1000, "c missed names right after it started");
+}
