@@ -13,8 +13,8 @@
 #[allow(dead_code, unreachable_pub)]
 mod node;
 
-use crate::report::Report;
 use crate::products::proc::Proc;
+use crate::report::Report;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
