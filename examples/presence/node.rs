@@ -11,7 +11,8 @@
 //! * `list <topic>`: the keys shown, each with the nodes it is tracked from;
 //! * `count <topic> <n> <ms>`: waits until `n` entries of `topic` show here, then answers
 //!   their count (or an error after `ms`);
-//! * `diffs`: how many joins and leaves this node's subscriber has seen, by key.
+//! * `diffs`: how many joins and leaves this node's subscriber has seen, by key;
+//! * `stats`: the presence replica's counters.
 //!
 //! Events: `READY <listen address>` once.
 
@@ -195,6 +196,10 @@ async fn command(
                 .collect();
             format!("VALUE {}", json!(by_key))
         }
+        ["stats"] => format!(
+            "VALUE {}",
+            serde_json::to_string(&presence.replica().stats()).unwrap_or_default()
+        ),
         _ => format!("ERR unknown command `{line}`"),
     }
 }

@@ -109,6 +109,9 @@ pub(super) struct Buffered<K, S, P> {
 /// neighbour that refuses a message for its size says its limit at once.
 pub(super) const UNKNOWN_PEER_LIMIT: usize = 64 << 10;
 
+/// The longest wait for an acknowledgement, in ticks, however many timeouts came before.
+pub(super) const MAX_RESEND_TICKS: u64 = 64;
+
 /// A message of deltas sent to a neighbour and not yet acknowledged.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct InFlight {
@@ -128,6 +131,12 @@ pub(super) struct Neighbour {
     pub(super) sent_upto: u64,
     /// Messages of deltas sent and not yet acknowledged, oldest first: the window.
     pub(super) in_flight: VecDeque<InFlight>,
+    /// Ticks to wait for an acknowledgement before sending again: `resend_after_ticks`,
+    /// doubled at every timeout without an acknowledgement in between (up to
+    /// [`MAX_RESEND_TICKS`]), back to the start at the next acknowledgement. A receiver that is
+    /// slow, not gone, must not be sent the same window again and again: the copies queue up
+    /// in front of it and it falls further behind.
+    pub(super) resend_ticks: u64,
     /// The largest message it accepts, once it said so.
     pub(super) limit: Option<usize>,
     /// Key hashes of our entries already reported as too large for it.
@@ -480,7 +489,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     /// again with everything after it (go-back-N: a receiver acknowledges only in order).
     fn send_deltas(&mut self, peer: &P) {
         let limit = self.limit_for(peer);
-        let (tick, resend_after) = (self.tick, self.config.resend_after_ticks);
+        let (tick, resend_after) = (self.tick, self.config.resend_after_ticks.max(1));
         let base = self.head - self.buffer.len() as u64;
         let Some(n) = self.neighbours.get_mut(peer) else {
             return;
@@ -497,12 +506,16 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             n.sent_upto = n.sent_upto.max(base);
             n.forget_acked();
         }
+        let wait = n.resend_ticks.max(resend_after);
         if n.in_flight
             .front()
-            .is_some_and(|f| tick.saturating_sub(f.tick) >= resend_after)
+            .is_some_and(|f| tick.saturating_sub(f.tick) >= wait)
         {
             n.in_flight.clear();
             n.sent_upto = n.acked;
+            n.resend_ticks = wait
+                .saturating_mul(2)
+                .min(MAX_RESEND_TICKS.max(resend_after));
             self.stats.delta_resends += 1;
         }
         loop {
@@ -640,6 +653,9 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             // was given up to the repair path). Otherwise an earlier message was lost and
             // the resend timer covers it.
             if first <= n.acked + 1 {
+                if last > n.acked {
+                    n.resend_ticks = 0; // it is keeping up: back to resend_after_ticks
+                }
                 n.acked = n.acked.max(last.min(head));
                 n.sent_upto = n.sent_upto.max(n.acked);
             }
