@@ -37,6 +37,8 @@ fn pair<C: MapCrdt + Clone>(state: &C) -> (SyncState<C, u8>, SyncState<C, u8>) {
     );
     a.set_neighbours([1]);
     b.set_neighbours([0]);
+    // Neighbours first tell each other their message limits; measure after that.
+    drive(&mut a, &mut b);
     (a, b)
 }
 
