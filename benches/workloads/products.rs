@@ -18,9 +18,7 @@ mod presence_node;
 pub(crate) mod proc;
 
 use crate::report::Report;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "HERD_BENCH_AGENT_NODE";
@@ -57,88 +55,25 @@ pub(crate) fn run_role_if_child() {
     std::process::exit(code);
 }
 
-struct Proc {
-    child: Child,
-    stdin: ChildStdin,
-    /// Lines with the instant they arrived.
-    lines: mpsc::Receiver<(Instant, String)>,
-    listen: String,
+/// Starts one agent node: this bench binary re-executed in the node role.
+fn agent_node(name: &str, seed: Option<&str>) -> proc::Proc {
+    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
+    cmd.env(ROLE, name);
+    if let Some(seed) = seed {
+        cmd.env("HERD_BENCH_AGENT_SEED", seed);
+    }
+    proc::Proc::spawn(name, cmd, WAIT)
 }
 
-impl Proc {
-    fn spawn(name: &str, seed: Option<&str>) -> Proc {
-        let mut cmd = Command::new(std::env::current_exe().expect("own path"));
-        cmd.env(ROLE, name)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if let Some(seed) = seed {
-            cmd.env("HERD_BENCH_AGENT_SEED", seed);
-        }
-        let mut child = cmd.spawn().expect("spawn a node");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send((Instant::now(), line)).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut p = Proc {
-            child,
-            stdin,
-            lines,
-            listen: String::new(),
-        };
-        let (_, ready) = p.next(|l| l.starts_with("READY "));
-        p.listen = ready["READY ".len()..].to_owned();
-        p
-    }
-
-    fn next(&mut self, want: impl Fn(&str) -> bool) -> (Instant, String) {
-        let end = Instant::now() + WAIT;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok((at, line)) if want(&line) => return (at, line),
-                Ok(_) => {}
-                Err(_) => panic!("a node did not answer within {WAIT:?}"),
-            }
-        }
-    }
-
-    fn send(&mut self, command: &str) {
-        writeln!(self.stdin, "{command}").expect("write");
-        self.stdin.flush().expect("flush");
-    }
-
-    fn ask(&mut self, command: &str) -> (Instant, String) {
-        self.send(command);
-        self.next(|l| l == "OK" || l.starts_with("VALUE ") || l.starts_with("ERR "))
-    }
-
-    /// Drains change lines seen so far: (arrival, value).
-    fn changes(&mut self) -> Vec<(Instant, serde_json::Value)> {
-        let mut out = Vec::new();
-        while let Ok((at, line)) = self.lines.try_recv() {
-            if let Some(rest) = line.strip_prefix("CHANGED ")
-                && let Some((_, json)) = rest.split_once(' ')
-                && let Ok(v) = serde_json::from_str(json)
-            {
-                out.push((at, v));
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The change lines a node printed so far: (arrival, value).
+fn changes(p: &mut proc::Proc) -> Vec<(Instant, serde_json::Value)> {
+    p.drain()
+        .into_iter()
+        .filter_map(|(at, line)| {
+            let (_, json) = line.strip_prefix("CHANGED ")?.split_once(' ')?;
+            Some((at, serde_json::from_str(json).ok()?))
+        })
+        .collect()
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -148,19 +83,21 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 pub(crate) fn agent(r: &mut Report) {
     const UPDATES: u64 = 1_000;
-    let mut a = Proc::spawn("a", None);
-    let mut b = Proc::spawn("b", Some(&a.listen));
-    let mut c = Proc::spawn("c", Some(&a.listen));
+    let mut a = agent_node("a", None);
+    let mut b = agent_node("b", Some(&a.listen));
+    let mut c = agent_node("c", Some(&a.listen));
     // Connected: a first change reaches both.
     a.ask("set maintenance true");
     for p in [&mut b, &mut c] {
         p.ask(&format!("wait maintenance true {}", WAIT.as_millis()));
-        p.changes();
+        changes(p);
     }
 
     let mut acked = Vec::new();
     for i in 1..=UPDATES {
-        let (at, answer) = a.ask(&format!("set limits.max_conns {i}"));
+        a.send(&format!("set limits.max_conns {i}"));
+        // The answer's arrival is the acknowledgement time.
+        let (at, answer) = a.next(|l| l == "OK" || l.starts_with("ERR "));
         assert_eq!(answer, "OK");
         acked.push(at);
     }
@@ -172,7 +109,7 @@ pub(crate) fn agent(r: &mut Report) {
     }
     let mut lags = Vec::new();
     for p in [&mut b, &mut c] {
-        let changes = p.changes();
+        let changes = changes(p);
         // Update i is visible at the first change showing max_conns >= i.
         let mut k = 0;
         for (i, sent) in acked.iter().enumerate() {
@@ -219,7 +156,7 @@ pub(crate) fn agent(r: &mut Report) {
             "wait limits.timeout_ms {EACH} {}",
             WAIT.as_millis()
         ));
-        let (_, v) = p.ask(&format!("wait features.c{EACH} true {}", WAIT.as_millis()));
+        let v = p.ask(&format!("wait features.c{EACH} true {}", WAIT.as_millis()));
         let v: serde_json::Value =
             serde_json::from_str(v.strip_prefix("VALUE ").unwrap_or("null")).unwrap_or_default();
         lost += (1..=EACH)

@@ -14,88 +14,27 @@
 
 mod node;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+#[path = "../common/proc.rs"]
+#[allow(dead_code)]
+mod proc;
+
+use proc::Proc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A node process and its output lines.
-struct Proc {
-    name: String,
-    child: Child,
-    stdin: ChildStdin,
-    lines: mpsc::Receiver<String>,
-    listen: String,
-}
-
-impl Proc {
-    fn spawn(name: &str, seed: Option<&str>, v2: bool) -> Proc {
-        let exe = std::env::current_exe().expect("own path");
-        let mut cmd = Command::new(exe);
-        cmd.env("HERD_EXAMPLE_NODE", name)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if let Some(seed) = seed {
-            cmd.env("HERD_EXAMPLE_SEED", seed);
-        }
-        if v2 {
-            cmd.env("HERD_EXAMPLE_V2", "1");
-        }
-        let mut child = cmd.spawn().expect("start a node");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut p = Proc {
-            name: name.into(),
-            child,
-            stdin,
-            lines,
-            listen: String::new(),
-        };
-        let ready = p.next(|l| l.starts_with("READY "));
-        p.listen = ready["READY ".len()..].to_owned();
-        p
+/// Starts one node: this example re-executed in the node role.
+fn spawn(name: &str, seed: Option<&str>, v2: bool) -> Proc {
+    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
+    cmd.env("HERD_EXAMPLE_NODE", name);
+    if let Some(seed) = seed {
+        cmd.env("HERD_EXAMPLE_SEED", seed);
     }
-
-    /// The next line that `want` accepts (others are skipped), within `WAIT`.
-    fn next(&mut self, want: impl Fn(&str) -> bool) -> String {
-        let end = Instant::now() + WAIT;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if want(&line) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("{}: no answer within {WAIT:?}", self.name),
-            }
-        }
+    if v2 {
+        cmd.env("HERD_EXAMPLE_V2", "1");
     }
-
-    fn ask(&mut self, command: &str) -> String {
-        writeln!(self.stdin, "{command}").expect("write");
-        self.stdin.flush().expect("flush");
-        self.next(|l| l == "OK" || l.starts_with("VALUE ") || l.starts_with("ERR "))
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
+    Proc::spawn(name, cmd, WAIT)
 }
 
 fn main() {
@@ -113,9 +52,9 @@ fn main() {
     let t = || format!("[{:5.2} s]", start.elapsed().as_secs_f64());
 
     println!("== three nodes share a Config (limits, maintenance, features)");
-    let mut a = Proc::spawn("a", None, false);
-    let mut b = Proc::spawn("b", Some(&a.listen), false);
-    let mut c = Proc::spawn("c", Some(&a.listen), false);
+    let mut a = spawn("a", None, false);
+    let mut b = spawn("b", Some(&a.listen), false);
+    let mut c = spawn("c", Some(&a.listen), false);
     println!("{} a, b, c up; each reads {}", t(), a.ask("get"));
 
     println!("\n== a raises limits.max_conns; the others see it arrive");
@@ -133,12 +72,10 @@ fn main() {
     }
 
     println!("\n== b and c change different fields at the same moment");
-    writeln!(b.stdin, "set maintenance true").expect("write");
-    writeln!(c.stdin, "set limits.timeout_ms 250").expect("write");
-    let _ = b.stdin.flush();
-    let _ = c.stdin.flush();
-    b.next(|l| l == "OK");
-    c.next(|l| l == "OK");
+    b.send("set maintenance true");
+    c.send("set limits.timeout_ms 250");
+    b.answer();
+    c.answer();
     for p in [&mut a, &mut b, &mut c] {
         p.ask("wait maintenance true 20000");
         let v = p.ask("wait limits.timeout_ms 250 20000");
@@ -160,7 +97,7 @@ fn main() {
         t(),
         &v["VALUE ".len()..]
     );
-    let mut c = Proc::spawn("c", Some(&a.listen), false);
+    let mut c = spawn("c", Some(&a.listen), false);
     let v = c.ask("wait features.new_checkout true 20000");
     println!(
         "{} c restarted empty and caught up: {}",
@@ -169,7 +106,7 @@ fn main() {
     );
 
     println!("\n== d runs a newer Config with a `region` field (a rolling upgrade)");
-    let mut d = Proc::spawn("d", Some(&a.listen), true);
+    let mut d = spawn("d", Some(&a.listen), true);
     d.ask("wait features.new_checkout true 20000"); // caught up with the cluster
     println!("{} d: {}", t(), d.ask(r#"set region "eu-west""#));
     a.ask("set limits.max_conns 1024");
