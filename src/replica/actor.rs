@@ -101,16 +101,7 @@ async fn handle_message<C: MapView>(shared: &Arc<Shared<C>>, message: ReplicaMsg
         match message {
             ReplicaMsg::Tick => core.sync.handle_tick(),
             ReplicaMsg::Inbound { from, bytes } => {
-                let known = core.sync.crdt().as_causal().context().dot_count();
-                let result = core.sync.handle_message(&from, &bytes);
-                if shared.storage.is_some()
-                    && core.sync.crdt().as_causal().context().dot_count() != known
-                {
-                    // The context grew (maybe without any key changing: seen ranges of a
-                    // repair): store it, so a restart does not ask for it again.
-                    core.touched();
-                }
-                if let Err(error) = result {
+                if let Err(error) = core.sync.handle_message(&from, &bytes) {
                     // Counted in the stats; the replica keeps serving.
                     tracing::warn!(replica = %shared.name, from = %from, %error, "refused a sync message");
                 }

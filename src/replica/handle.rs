@@ -181,7 +181,8 @@ impl<C: MapView> Replica<C> {
             max_sync_size: options.max_sync_size,
             ..SyncConfig::default()
         };
-        let sync = SyncState::new(ReplicaId::new(id), random_u64(), crdt, config);
+        let mut sync = SyncState::new(ReplicaId::new(id), random_u64(), crdt, config);
+        sync.report_timestamps(C::store_timestamp);
         let (wake, woken) = match storage {
             Some(_) => {
                 let (tx, rx) = std::sync::mpsc::sync_channel(1);

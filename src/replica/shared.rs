@@ -236,27 +236,38 @@ impl<C: MapView> Shared<C> {
     pub(crate) fn drain(&self, core: &mut Core<C>) -> Vec<Transmit<String>> {
         while let Some(event) = core.sync.poll_event() {
             match event {
-                SyncEvent::Changed(keys) => {
-                    observe_clocks(core, keys.iter());
+                SyncEvent::StoresChanged(changes) => {
+                    let keys = match changes.into_previous() {
+                        Ok(changes) => {
+                            let state = core.sync.crdt().as_causal().store();
+                            let mut diffs = Vec::new();
+                            for (key, before) in &changes {
+                                C::diff(key, before.as_ref(), state.get(key), &mut diffs);
+                            }
+                            publish(core, diffs);
+                            changes.into_iter().map(|(k, _)| k).collect()
+                        }
+                        Err(keys) => keys,
+                    };
                     if self.storage.is_some() {
                         core.dirty.extend(keys);
                     }
+                    core.touched();
                 }
-                SyncEvent::ChangedFrom(changes) => {
-                    observe_clocks(core, changes.iter().map(|(k, _)| k));
-                    let state = core.sync.crdt().as_causal().store();
-                    let mut diffs = Vec::new();
-                    for (key, before) in &changes {
-                        C::diff(key, before.as_ref(), state.get(key), &mut diffs);
-                    }
+                SyncEvent::ContextGrew => {
                     if self.storage.is_some() {
-                        core.dirty.extend(changes.into_iter().map(|(k, _)| k));
+                        core.touched();
                     }
-                    publish(core, diffs);
+                }
+                SyncEvent::RemoteTimestamp(remote) => {
+                    // Ordered after what neighbours wrote even when their wall clock runs
+                    // ahead (Kulkarni et al.). Beyond the drift bound it is not observed: the
+                    // clock stays sane, and the value still wins where its timestamp says.
+                    if let Err(error) = core.hlc.observe(wall_ms(), remote) {
+                        tracing::warn!(%error, "not following a neighbour's clock");
+                    }
                 }
             }
-            core.changed = true;
-            core.seq += 1;
         }
         let mut out = Vec::new();
         while let Some(t) = core.sync.poll_transmit() {
@@ -361,22 +372,6 @@ impl<C: MapView> Shared<C> {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.committed.send_modify(|c| c.seq = c.seq.max(seq));
         Ok(true)
-    }
-}
-
-/// Advances the hybrid logical clock past the timestamps neighbours wrote under `keys`, so a
-/// local write made after seeing a remote one is ordered after it even when the remote wall
-/// clock runs ahead (Kulkarni et al.). A timestamp beyond the drift bound is not observed: the
-/// clock stays sane, and the value still wins where its timestamp says it does.
-fn observe_clocks<'k, C: MapView>(core: &mut Core<C>, keys: impl Iterator<Item = &'k C::Key>) {
-    let store = core.sync.crdt().as_causal().store();
-    let newest = keys
-        .filter_map(|k| store.get(k).and_then(C::store_timestamp))
-        .max();
-    if let Some(remote) = newest
-        && let Err(error) = core.hlc.observe(wall_ms(), remote)
-    {
-        tracing::warn!(%error, "not following a neighbour's clock");
     }
 }
 

@@ -46,7 +46,7 @@ mod state;
 mod tests;
 
 pub use config::SyncConfig;
-pub use state::{SyncEvent, SyncState, SyncStats, SyncWarning, Transmit};
+pub use state::{Changes, SyncEvent, SyncState, SyncStats, SyncWarning, Transmit};
 
 use crate::crdt::{AwLwwMap, DotFun, DotMap, DotSet, DotStore, Embeddable, Lww, OrMap, OrSet};
 use serde::Serialize;

@@ -1,6 +1,7 @@
 use super::keys::{context_hash, key_hash, store_digest};
 use super::message::Message;
 use super::{MapCrdt, SyncConfig, SyncError};
+use crate::clock::Timestamp;
 use crate::codec;
 use crate::crdt::{Causal, Crdt, DotMap, DotStore, ReplicaId};
 use crate::merkle::{Digest, MerkleTree};
@@ -21,16 +22,51 @@ type Delta<C> = Causal<DotMap<<C as MapCrdt>::Key, <C as MapCrdt>::Value>>;
 /// Changed keys with the stores they held before the change.
 type Previous<C> = Vec<(<C as MapCrdt>::Key, Option<<C as MapCrdt>::Value>)>;
 
-/// Something a neighbour changed.
+/// What a neighbour's message did to this replica, for the runtime to act on: the protocol
+/// decides what happened, the runtime only stores, notifies and moves its clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SyncEvent<K, V> {
-    /// These keys changed (added, updated or removed) through a neighbour's message.
-    Changed(Vec<K>),
-    /// Instead of [`Changed`](Self::Changed) while
-    /// [`track_previous`](SyncState::track_previous) is on: each changed key with the dot
-    /// store it held before the change (`None` if it was absent), so a subscriber can tell an
-    /// add from an update and skip changes that left the visible value alone.
-    ChangedFrom(Vec<(K, Option<V>)>),
+    /// The stores of these keys changed (added, updated or removed): store them, tell
+    /// subscribers.
+    StoresChanged(Changes<K, V>),
+    /// The causal context grew, maybe with no key changing (the seen ranges of a repair):
+    /// store it, so a restart does not ask neighbours for it again.
+    ContextGrew,
+    /// The changed keys now hold writes stamped up to this hybrid-logical-clock timestamp:
+    /// observe it, so a later local write is ordered after them. Reported only when
+    /// [`report_timestamps`](SyncState::report_timestamps) says how to read them.
+    RemoteTimestamp(Timestamp),
+}
+
+/// The keys one message changed, and, while
+/// [`track_previous`](SyncState::track_previous) is on, what each held before (kept inside the
+/// crate: dot stores are not public API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes<K, V> {
+    keys: Vec<K>,
+    /// Parallel to `keys`: the store before the change (`None`: absent), if tracked.
+    previous: Option<Vec<Option<V>>>,
+}
+
+impl<K, V> Changes<K, V> {
+    /// The keys that changed.
+    pub fn keys(&self) -> &[K] {
+        &self.keys
+    }
+
+    /// The keys that changed, owned.
+    pub fn into_keys(self) -> Vec<K> {
+        self.keys
+    }
+
+    /// Each key with its store before the change, if previous stores were tracked.
+    pub(crate) fn into_previous(self) -> Result<Vec<(K, Option<V>)>, Vec<K>> {
+        match self.previous {
+            Some(previous) => Ok(self.keys.into_iter().zip(previous).collect()),
+            None => Err(self.keys),
+        }
+    }
 }
 
 /// Counters, for observability and the benchmarks.
@@ -200,6 +236,8 @@ pub struct SyncState<C: MapCrdt, P> {
     /// `Some` while previous stores are tracked: the stores of keys about to change, captured
     /// before the first change of each within the current message.
     pub(super) previous: Option<Previous<C>>,
+    /// How to read the newest timestamp in a store, for [`SyncEvent::RemoteTimestamp`].
+    pub(super) timestamps: Option<fn(&C::Value) -> Option<Timestamp>>,
 }
 
 impl Neighbour {
@@ -235,6 +273,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             warnings: VecDeque::new(),
             group_limit: 0,
             previous: None,
+            timestamps: None,
         };
         state.group_limit = state.smallest_limit() / 4;
         state.rebuild_tree();
@@ -350,7 +389,11 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     /// [`SyncError`] when the bytes are refused; the state is then unchanged.
     pub fn handle_message(&mut self, from: &P, bytes: &[u8]) -> Result<(), SyncError> {
         self.stats.bytes_received += bytes.len() as u64;
+        let known = self.crdt.as_causal().context().dot_count();
         let result = self.dispatch(from, bytes);
+        if self.crdt.as_causal().context().dot_count() != known {
+            self.events.push_back(SyncEvent::ContextGrew);
+        }
         match &result {
             Ok(()) => self.stats.messages_received += 1,
             Err(SyncError::Codec(codec::CodecError::FrameTooLarge { .. })) => {
@@ -389,6 +432,13 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     /// changed key's store; off by default.
     pub fn track_previous(&mut self, on: bool) {
         self.previous = on.then(Vec::new);
+    }
+
+    /// Says how to read the newest hybrid-logical-clock timestamp in a key's store; from then
+    /// on each message that changes keys also reports [`SyncEvent::RemoteTimestamp`] with the
+    /// newest timestamp among them.
+    pub fn report_timestamps(&mut self, read: fn(&C::Value) -> Option<Timestamp>) {
+        self.timestamps = Some(read);
     }
 
     fn dispatch(&mut self, from: &P, bytes: &[u8]) -> Result<(), SyncError> {
@@ -752,28 +802,45 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         }
     }
 
-    /// Reports the keys a message changed: as [`SyncEvent::ChangedFrom`] with the stores
-    /// captured before, or as [`SyncEvent::Changed`].
+    /// Reports the keys a message changed, with the stores captured before if tracking is on,
+    /// and the newest timestamp they now hold.
     pub(super) fn emit_changed(&mut self, changed: Vec<C::Key>) {
-        let Some(previous) = self.previous.as_mut() else {
-            if !changed.is_empty() {
-                self.events.push_back(SyncEvent::Changed(changed));
-            }
-            return;
-        };
-        let captured = std::mem::take(previous);
+        let captured = self.previous.as_mut().map(std::mem::take);
         if changed.is_empty() {
             return;
         }
-        let changed: std::collections::HashSet<&C::Key> = changed.iter().collect();
-        let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::with_capacity(changed.len());
-        for (key, before) in captured {
-            if changed.contains(&key) && seen.insert(key.clone()) {
-                out.push((key, before));
+        let newest = self.timestamps.and_then(|read| {
+            let store = self.crdt.as_causal().store();
+            changed
+                .iter()
+                .filter_map(|k| store.get(k).and_then(read))
+                .max()
+        });
+        let changes = match captured {
+            None => Changes {
+                keys: changed,
+                previous: None,
+            },
+            Some(captured) => {
+                let changed: std::collections::HashSet<&C::Key> = changed.iter().collect();
+                let mut seen = std::collections::HashSet::new();
+                let (mut keys, mut previous) = (Vec::new(), Vec::new());
+                for (key, before) in captured {
+                    if changed.contains(&key) && seen.insert(key.clone()) {
+                        keys.push(key);
+                        previous.push(before);
+                    }
+                }
+                Changes {
+                    keys,
+                    previous: Some(previous),
+                }
             }
+        };
+        self.events.push_back(SyncEvent::StoresChanged(changes));
+        if let Some(newest) = newest {
+            self.events.push_back(SyncEvent::RemoteTimestamp(newest));
         }
-        self.events.push_back(SyncEvent::ChangedFrom(out));
     }
 
     /// Encodes and queues `msg` for `to`, within `to`'s limit; returns its size (0 if it was

@@ -1,6 +1,7 @@
 //! Tests of the sync protocol: a deterministic simulated network (`sim`), seeded schedules
 //! of faults, named regressions, and the wire format's golden vectors.
 
+mod events;
 mod limits;
 mod schedules;
 mod sim;

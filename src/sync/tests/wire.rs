@@ -199,8 +199,10 @@ fn a_full_state_delta_reports_the_keys_it_removed() {
     assert_eq!(s.crdt().get("k3"), None);
     assert_eq!(s.crdt(), &full);
     let mut reported = Vec::new();
-    while let Some(crate::sync::SyncEvent::Changed(keys)) = s.poll_event() {
-        reported.extend(keys);
+    while let Some(event) = s.poll_event() {
+        if let crate::sync::SyncEvent::StoresChanged(changes) = event {
+            reported.extend(changes.into_keys());
+        }
     }
     assert!(
         reported.contains(&"k3".to_string()),
