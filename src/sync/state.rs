@@ -22,6 +22,9 @@ type Delta<C> = Causal<DotMap<<C as MapCrdt>::Key, <C as MapCrdt>::Value>>;
 /// Changed keys with the stores they held before the change.
 type Previous<C> = Vec<(<C as MapCrdt>::Key, Option<<C as MapCrdt>::Value>)>;
 
+/// Reads the newest hybrid-logical-clock timestamp in a key's store.
+type TimestampReader<C> = fn(&<C as MapCrdt>::Value) -> Option<Timestamp>;
+
 /// What a neighbour's message did to this replica, for the runtime to act on: the protocol
 /// decides what happened, the runtime only stores, notifies and moves its clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,7 +240,7 @@ pub struct SyncState<C: MapCrdt, P> {
     /// before the first change of each within the current message.
     pub(super) previous: Option<Previous<C>>,
     /// How to read the newest timestamp in a store, for [`SyncEvent::RemoteTimestamp`].
-    pub(super) timestamps: Option<fn(&C::Value) -> Option<Timestamp>>,
+    pub(super) timestamps: Option<TimestampReader<C>>,
 }
 
 impl Neighbour {
@@ -428,7 +431,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     }
 
     /// Turns on or off the capture of each changed key's previous store: while on, changes
-    /// made by neighbours are reported as [`SyncEvent::ChangedFrom`]. Costs one clone of each
+    /// made by neighbours carry their previous stores in [`SyncEvent::StoresChanged`]. Costs one clone of each
     /// changed key's store; off by default.
     pub fn track_previous(&mut self, on: bool) {
         self.previous = on.then(Vec::new);
