@@ -123,6 +123,10 @@ impl<T: Serialize + DeserializeOwned> Agent<T> {
     /// by default like every replica with storage), with `initial` as the value wherever no
     /// node has written.
     ///
+    /// An update is sent to the other nodes at once rather than at the next sync tick
+    /// ([`ReplicaOptions::send_when_idle`] is turned on): configuration changes are rare, and
+    /// should arrive within a round trip.
+    ///
     /// # Errors
     /// [`AgentError::Encode`] if `initial` cannot be stored field by field; the replica's
     /// start errors.
@@ -132,7 +136,7 @@ impl<T: Serialize + DeserializeOwned> Agent<T> {
         initial: T,
     ) -> Result<Self, AgentError> {
         let initial = doc::flatten(&initial)?;
-        let replica = AgentReplica::start(node, options).await?;
+        let replica = AgentReplica::start(node, options.send_when_idle(true)).await?;
         Ok(Self::over(replica, initial))
     }
 
@@ -143,7 +147,7 @@ impl<T: Serialize + DeserializeOwned> Agent<T> {
     /// As [`start`](Self::start).
     pub async fn start_local(options: ReplicaOptions, initial: T) -> Result<Self, AgentError> {
         let initial = doc::flatten(&initial)?;
-        let replica = AgentReplica::start_local(options).await?;
+        let replica = AgentReplica::start_local(options.send_when_idle(true)).await?;
         Ok(Self::over(replica, initial))
     }
 

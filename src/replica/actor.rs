@@ -24,6 +24,9 @@ pub(crate) enum ReplicaMsg {
     Inbound { from: String, bytes: Vec<u8> },
     /// The nodes now hosting a replica of this name.
     Members(BTreeSet<String>),
+    /// Messages wait to be sent now: greetings to new neighbours, or local writes for idle
+    /// neighbours ([`ReplicaOptions::send_when_idle`](super::ReplicaOptions::send_when_idle)).
+    Flush,
 }
 
 pub(crate) struct ReplicaActor<C>(PhantomData<fn() -> C>);
@@ -51,6 +54,7 @@ impl<C: MapView> Actor for ReplicaActor<C> {
         (shared, interval): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(interval, || ReplicaMsg::Tick);
+        let _ = shared.flusher.set(myself);
         Ok(ActorState { shared, ticks: 0 })
     }
 
@@ -82,6 +86,7 @@ impl<C: MapView> Actor for ReplicaActor<C> {
                 tracing::debug_span!("inbound", replica = %shared.name, peer = %from, bytes = bytes.len())
             }
             ReplicaMsg::Members(_) => tracing::debug_span!("members", replica = %shared.name),
+            ReplicaMsg::Flush => tracing::trace_span!("flush", replica = %shared.name),
         };
         if matches!(message, ReplicaMsg::Tick) {
             state.ticks += 1;
@@ -105,6 +110,11 @@ async fn handle_message<C: MapView>(shared: &Arc<Shared<C>>, message: ReplicaMsg
                     // Counted in the stats; the replica keeps serving.
                     tracing::warn!(replica = %shared.name, from = %from, %error, "refused a sync message");
                 }
+            }
+            ReplicaMsg::Flush => {
+                // Cleared first: a write after this point asks again and is not lost.
+                shared.flush_pending.store(false, Ordering::Release);
+                let _ = core.sync.flush();
             }
             ReplicaMsg::Members(members) => {
                 if !core.manual_neighbours {

@@ -179,6 +179,7 @@ impl<C: MapView> Replica<C> {
         };
         let config = SyncConfig {
             max_sync_size: options.max_sync_size,
+            send_when_idle: options.send_when_idle,
             ..SyncConfig::default()
         };
         let mut sync = SyncState::new(ReplicaId::new(id), random_u64(), crdt, config);
@@ -331,6 +332,9 @@ impl<C: MapView> Replica<C> {
         let mut core = self.shared.lock();
         core.manual_neighbours = true;
         core.sync.set_neighbours(nodes);
+        drop(core);
+        // The greetings to new neighbours leave now, not at the next tick.
+        self.shared.request_flush();
     }
 
     /// The current neighbours (node names).

@@ -40,7 +40,7 @@ impl<K: ReplicaKey, V: ReplicaValue> Replica<AwLwwMap<K, V>> {
         if !core.has_subscribers() && self.shared.storage.is_none() {
             // Nobody needs the delta back: skip cloning it (the common in-memory case).
             core.sync.mutate_quiet(|c, id| c.put(id, ts, key, value));
-            return core.touched();
+            return self.shared.after_quiet_local(core);
         }
         let before = core.before([&key]);
         let delta = core.sync.mutate(|c, id| c.put(id, ts, key, value));

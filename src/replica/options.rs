@@ -81,6 +81,12 @@ pub struct ReplicaOptions {
     pub subscription_capacity: usize,
     /// The actor to link the replica's actor to, as its supervisor; default none.
     pub supervisor: Option<ActorCell>,
+    /// Send a local write to idle neighbours at once rather than at the next tick (see
+    /// [`SyncConfig::send_when_idle`](crate::sync::SyncConfig::send_when_idle)): about the
+    /// round trip instead of up to one [`sync_interval`](Self::sync_interval) of latency
+    /// when writes are rare. Writes made while a message is in flight group until it is
+    /// acknowledged. Default off; the [`Agent`](crate::agent::Agent) turns it on.
+    pub send_when_idle: bool,
     /// A redb store to open at start, under this directory, named after the replica.
     redb: Option<(PathBuf, RedbConfig)>,
 }
@@ -97,6 +103,7 @@ impl ReplicaOptions {
             write_concern: WriteConcern::Local,
             subscription_capacity: 1024,
             supervisor: None,
+            send_when_idle: false,
             redb: None,
         }
     }
@@ -119,6 +126,13 @@ impl ReplicaOptions {
     #[must_use]
     pub fn write_concern(mut self, concern: WriteConcern) -> Self {
         self.write_concern = concern;
+        self
+    }
+
+    /// Sets [`send_when_idle`](Self::send_when_idle).
+    #[must_use]
+    pub fn send_when_idle(mut self, on: bool) -> Self {
+        self.send_when_idle = on;
         self
     }
 

@@ -9,6 +9,7 @@
 //! into it, and the committer thread moves changes out to storage. Nothing slow happens under the lock:
 //! no I/O, no fsync, no network send (messages are encoded under it, sent after).
 
+use super::actor::ReplicaMsg;
 use super::options::WriteConcern;
 use super::persist;
 use super::subscription::{Snapshot, Subscriber, Subscription};
@@ -19,6 +20,7 @@ use crate::cluster::ClusterError;
 use crate::crdt::{Crdt, ReplicaId};
 use crate::storage::Storage;
 use crate::sync::{SyncEvent, SyncState, Transmit};
+use ractor::ActorRef;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -142,6 +144,11 @@ pub(crate) struct Shared<C: MapView> {
     pub(crate) acks: Notify,
     /// The transport was left (once).
     outbox_closed: AtomicBool,
+    /// The replica's actor, told to send local writes at once (set by the actor as it
+    /// starts); used only when [`ReplicaOptions::send_when_idle`] is on.
+    pub(crate) flusher: OnceLock<ActorRef<ReplicaMsg>>,
+    /// A [`ReplicaMsg::Flush`] is on its way: later writes ride along with it.
+    pub(crate) flush_pending: AtomicBool,
 }
 
 /// Milliseconds since the Unix epoch, for the hybrid logical clock.
@@ -187,6 +194,8 @@ impl<C: MapView> Shared<C> {
             subscription_capacity: options.subscription_capacity,
             acks: Notify::new(),
             outbox_closed: AtomicBool::new(false),
+            flusher: OnceLock::new(),
+            flush_pending: AtomicBool::new(false),
         }
     }
 
@@ -228,7 +237,33 @@ impl<C: MapView> Shared<C> {
         }
         core.changed = true;
         core.seq += 1;
+        if core.sync.config().send_when_idle {
+            self.request_flush();
+        }
         core.seq
+    }
+
+    /// Like [`after_local`](Self::after_local) for a change made with nobody to tell and
+    /// nothing to store (the in-memory fast path). Returns the change's sequence number.
+    pub(crate) fn after_quiet_local(&self, core: &mut Core<C>) -> u64 {
+        if core.sync.config().send_when_idle {
+            self.request_flush();
+        }
+        core.touched()
+    }
+
+    /// Asks the actor to send what waits now: queued messages, and local writes to idle
+    /// neighbours when [`SyncConfig::send_when_idle`](crate::sync::SyncConfig) is on (see
+    /// [`SyncState::flush`]). One request at a time, so a burst of writes costs one actor
+    /// message and travels grouped.
+    pub(crate) fn request_flush(&self) {
+        if let Some(actor) = self.flusher.get()
+            && !self.flush_pending.swap(true, Ordering::AcqRel)
+            && actor.cast(ReplicaMsg::Flush).is_err()
+        {
+            // The actor is gone: the replica is stopping, nothing will be sent anyway.
+            self.flush_pending.store(false, Ordering::Release);
+        }
     }
 
     /// Handles what a sync call left behind: events (for storage and subscribers) and

@@ -547,3 +547,29 @@ async fn a_panicking_store_fails_durable_writes_instead_of_hanging_them() {
     let r = timeout(DEADLINE, kv.put(s("k"), s("v"))).await;
     assert!(matches!(r, Ok(Err(_))), "{r:?}");
 }
+
+/// With `send_when_idle`, a write reaches an idle neighbour at once: here ticks are an hour
+/// apart, so every write below travels on the flush alone (and a burst travels grouped).
+#[tokio::test]
+async fn send_when_idle_delivers_writes_without_waiting_for_a_tick() {
+    let options = || {
+        ReplicaOptions::new("kv")
+            .sync_interval(Duration::from_secs(3600))
+            .send_when_idle(true)
+    };
+    let a: Kv = Replica::start_local(options()).await.unwrap();
+    let b: Kv = Replica::start_local(options()).await.unwrap();
+    wire_pair(&a, &b);
+    for i in 0..5 {
+        a.put("k", format!("v{i}")).await.unwrap();
+        let want = format!("v{i}");
+        until("the write on b", || {
+            b.get("k").as_deref() == Some(want.as_str())
+        })
+        .await;
+    }
+    for i in 0..100 {
+        b.put(format!("burst{i}"), "x").await.unwrap();
+    }
+    until("the burst on a", || a.len() == 101).await;
+}

@@ -340,6 +340,27 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         }
     }
 
+    /// Sends buffered local writes now to every neighbour with nothing in flight, when
+    /// [`SyncConfig::send_when_idle`] is on (otherwise does nothing: deltas wait for the
+    /// tick). A neighbour with messages in flight gets them when it acknowledges, grouped.
+    /// Returns whether anything was queued to send.
+    pub fn flush(&mut self) -> bool {
+        if !self.config.send_when_idle {
+            return false;
+        }
+        let queued = self.transmits.len();
+        let idle: Vec<P> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| n.in_flight.is_empty() && n.acked < self.head)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for peer in idle {
+            self.send_deltas(&peer);
+        }
+        self.transmits.len() > queued
+    }
+
     /// Sets the neighbours. New ones start with nothing in flight: what they lack reaches
     /// them through the repair path. Removed ones are forgotten.
     pub fn set_neighbours<I: IntoIterator<Item = P>>(&mut self, neighbours: I) {

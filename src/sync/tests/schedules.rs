@@ -69,6 +69,12 @@ fn run_schedule(seed: u64) -> Result<(), String> {
                     ..SyncConfig::default()
                 },
             })
+            // Half the schedules send local writes at once to idle neighbours (a bit of the
+            // seed, so the other draws, and so old seeds' schedules, stay as they were).
+            .map(|config| SyncConfig {
+                send_when_idle: (seed >> 7) & 1 == 1,
+                ..config
+            })
             .collect();
         let history = if kind == Kind::ManyIds {
             history(64)

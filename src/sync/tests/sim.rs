@@ -165,6 +165,8 @@ impl Sim {
         };
         let ts = node.clock.now(now);
         let delta = sync.mutate(|m, id| m.put(id, ts, key, value));
+        // Nagle-style eager send, when the config asks for it (a no-op otherwise).
+        let _ = sync.flush();
         node.persisted.join(&delta);
         self.deltas.push((node.id, delta));
         self.flush(i);
@@ -176,6 +178,7 @@ impl Sim {
             return;
         };
         let delta = sync.mutate(|m, _| m.remove(&key));
+        let _ = sync.flush();
         node.persisted.join(&delta);
         self.deltas.push((node.id, delta));
         self.flush(i);
