@@ -97,4 +97,17 @@ pub enum ReplicaError {
         /// How long the write waited.
         waited: Duration,
     },
+    /// A [`ReadConcern`](super::ReadConcern) was not met in time: the local state may lack
+    /// some of the neighbours' writes (it can still be read, and the writes still arrive).
+    #[error(
+        "{included} of {required} neighbours' state included here within {waited:?}; reading the local state may miss their writes"
+    )]
+    NotCaughtUp {
+        /// Neighbours whose state this replica included in time.
+        included: usize,
+        /// Neighbours the read concern required.
+        required: usize,
+        /// How long the read waited.
+        waited: Duration,
+    },
 }

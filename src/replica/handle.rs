@@ -1,7 +1,7 @@
 //! [`Replica`]: the handle users hold, generic over the replicated type.
 
 use super::actor::{ReplicaActor, ReplicaMsg};
-use super::options::{ReplicaOptions, WriteConcern};
+use super::options::{ReadConcern, ReplicaOptions, WriteConcern};
 use super::persist;
 use super::shared::{Outbox, Shared, wall_ms};
 use super::subscription::{Snapshot, Subscription};
@@ -437,6 +437,70 @@ impl<C: MapView> Replica<C> {
             {
                 return Err(ReplicaError::NotAcknowledged {
                     acknowledged,
+                    required,
+                    waited: started.elapsed(),
+                });
+            }
+        }
+    }
+
+    /// Waits until this replica includes what its neighbours hold, as `concern` asks (all of
+    /// them, or a majority of the group), or its timeout passes: read afterwards, and the read
+    /// includes every write those neighbours had when the call began. Each neighbour is asked
+    /// once for its causal context (one small message each way); the gap, if any, is closed by
+    /// the usual repair path. Only the neighbours at the time of the call count.
+    ///
+    /// ```no_run
+    /// # async fn demo(kv: herd::replica::Kv) -> Result<(), herd::replica::ReplicaError> {
+    /// use herd::replica::ReadConcern;
+    /// use std::time::Duration;
+    /// kv.until_caught_up(ReadConcern::Majority(Duration::from_secs(1))).await?;
+    /// let value = kv.get("feature-flags"); // includes what a majority held
+    /// # let _ = value; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ReplicaError::NotCaughtUp`] at the timeout (a neighbour that is slow, gone, or whose
+    /// answer was lost); [`ReplicaError::Stopped`] if the replica stops meanwhile.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only asks and waits.
+    pub async fn until_caught_up(&self, concern: ReadConcern) -> Result<(), ReplicaError> {
+        let wait = match concern {
+            ReadConcern::Local => return Ok(()),
+            ReadConcern::Majority(t) | ReadConcern::All(t) => t,
+        };
+        self.ensure_running()?;
+        let started = Instant::now();
+        let (probe, neighbours, transmits, seq) = {
+            let mut core = self.shared.lock();
+            let probe = core.sync.probe_neighbours();
+            let neighbours: Vec<String> = core.sync.neighbours().cloned().collect();
+            let transmits = self.shared.drain(&mut core);
+            (probe, neighbours, transmits, core.seq())
+        };
+        // As everything sent: only after the state it was read from is durable.
+        self.shared.until_durable(seq).await?;
+        self.shared.transmit(transmits);
+        let required = match concern {
+            ReadConcern::All(_) => neighbours.len(),
+            _ => neighbours.len().div_ceil(2),
+        };
+        loop {
+            let notified = self.shared.acks.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let included = self.shared.lock().sync.probe_included(probe, &neighbours);
+            if included >= required {
+                return Ok(());
+            }
+            self.ensure_running()?;
+            if tokio::time::timeout_at(started + wait, notified)
+                .await
+                .is_err()
+            {
+                return Err(ReplicaError::NotCaughtUp {
+                    included,
                     required,
                     waited: started.elapsed(),
                 });

@@ -81,7 +81,7 @@ pub use error::ReplicaError;
 pub use handle::Replica;
 #[cfg(any(test, feature = "test-hooks"))]
 pub use hooks::Fault;
-pub use options::{Ack, ReplicaOptions, WriteConcern};
+pub use options::{Ack, ReadConcern, ReplicaOptions, WriteConcern};
 pub use stats::ReplicaStats;
 pub use subscription::{Snapshot, Subscription, Update};
 pub use view::{Diff, MapView};

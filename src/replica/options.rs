@@ -38,6 +38,29 @@ pub enum WriteConcern {
     All(Duration),
 }
 
+/// How much of the neighbours' state a read must include, for
+/// [`Replica::until_caught_up`](super::Replica::until_caught_up) (Akka's `ReadLocal` /
+/// `ReadMajority` / `ReadAll`).
+///
+/// Reads are always local; a concern asks every neighbour what it holds and waits until this
+/// replica holds it too (the answers are taken after the call began, so a write a neighbour
+/// had before the call is covered). With [`WriteConcern::Majority`] on the writes and
+/// `Majority` here, a read includes every write acknowledged before it began: the two
+/// majorities of the group share a node. A timeout is
+/// [`ReplicaError::NotCaughtUp`](super::ReplicaError::NotCaughtUp); the local state can still
+/// be read, it just may lack some of the neighbours' writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadConcern {
+    /// Read what is here. The default.
+    #[default]
+    Local,
+    /// Wait until this replica includes what a majority of the group held: with `n`
+    /// neighbours, the state of `(n + 1) / 2` of them.
+    Majority(Duration),
+    /// Wait until this replica includes what every neighbour held.
+    All(Duration),
+}
+
 /// Options of a replica, with their defaults.
 ///
 /// ```

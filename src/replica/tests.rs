@@ -573,3 +573,49 @@ async fn send_when_idle_delivers_writes_without_waiting_for_a_tick() {
     }
     until("the burst on a", || a.len() == 101).await;
 }
+
+/// A read concern asks the neighbours what they hold and waits until it is here: with ticks
+/// an hour apart nothing closes the gap, so it times out (and says none was included) rather
+/// than reading less than it asked for; with the usual ticks it returns with the write here.
+#[tokio::test]
+async fn a_read_concern_waits_until_the_neighbours_state_is_here() {
+    let slow = || ReplicaOptions::new("kv").sync_interval(Duration::from_secs(3600));
+    let a: Kv = Replica::start_local(slow()).await.unwrap();
+    let b: Kv = Replica::start_local(slow()).await.unwrap();
+    wire_pair(&a, &b);
+    // Greeted both ways (deltas wait for that, and then leave only on ticks).
+    until("greetings", || {
+        a.stats().messages_received > 0 && b.stats().messages_received > 0
+    })
+    .await;
+    b.put("k", "from b").await.unwrap();
+    let err = a
+        .until_caught_up(ReadConcern::All(Duration::from_millis(300)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReplicaError::NotCaughtUp {
+                included: 0,
+                required: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(a.get("k"), None);
+
+    let (a, b) = pair().await;
+    b.put("k", "from b").await.unwrap();
+    a.until_caught_up(ReadConcern::Majority(DEADLINE))
+        .await
+        .unwrap();
+    assert_eq!(a.get("k").as_deref(), Some("from b"));
+    // Nothing to ask: a replica without neighbours is caught up at once.
+    let alone: Kv = Replica::start_local(options("kv")).await.unwrap();
+    alone
+        .until_caught_up(ReadConcern::All(DEADLINE))
+        .await
+        .unwrap();
+}

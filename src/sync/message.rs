@@ -74,4 +74,13 @@ pub(crate) enum Message<K, S> {
         ctx: CausalContext,
         keys: Vec<(K, Vec<Dot>)>,
     },
+    /// Read probe: "what do you hold?", for a read that must include the neighbours' state.
+    /// `epoch` is the asker's incarnation; the answer echoes it with `probe`.
+    Probe { epoch: u64, probe: u64 },
+    /// Answer to a [`Message::Probe`]: the sender's causal context when the probe arrived.
+    ProbeAnswer {
+        epoch: u64,
+        probe: u64,
+        ctx: CausalContext,
+    },
 }

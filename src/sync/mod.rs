@@ -39,6 +39,7 @@ mod config;
 mod keys;
 pub(crate) mod message;
 mod pack;
+mod probe;
 mod query;
 mod repair;
 mod state;

@@ -241,6 +241,10 @@ pub struct SyncState<C: MapCrdt, P> {
     pub(super) previous: Option<Previous<C>>,
     /// How to read the newest timestamp in a store, for [`SyncEvent::RemoteTimestamp`].
     pub(super) timestamps: Option<TimestampReader<C>>,
+    /// Read probes sent (see [`SyncState::probe_neighbours`]).
+    pub(super) probes_sent: u64,
+    /// Each neighbour's newest answer to a read probe.
+    pub(super) probe_answers: BTreeMap<P, super::probe::ProbeAnswer>,
 }
 
 impl Neighbour {
@@ -277,6 +281,8 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             group_limit: 0,
             previous: None,
             timestamps: None,
+            probes_sent: 0,
+            probe_answers: BTreeMap::new(),
         };
         state.group_limit = state.smallest_limit() / 4;
         state.rebuild_tree();
@@ -366,6 +372,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     pub fn set_neighbours<I: IntoIterator<Item = P>>(&mut self, neighbours: I) {
         let wanted: BTreeMap<P, ()> = neighbours.into_iter().map(|p| (p, ())).collect();
         self.neighbours.retain(|p, _| wanted.contains_key(p));
+        self.probe_answers.retain(|p, _| wanted.contains_key(p));
         let mut added = Vec::new();
         for p in wanted.into_keys() {
             if !self.neighbours.contains_key(&p) {
@@ -495,6 +502,10 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             } => self.on_buckets(from, &ctx, reply, &buckets),
             Message::Hello { limit, reply } => self.on_hello(from, limit, reply),
             Message::Removals { ctx, keys } => self.on_removals(from, &ctx, keys),
+            Message::Probe { epoch, probe } => self.on_probe(from, epoch, probe),
+            Message::ProbeAnswer { epoch, probe, ctx } => {
+                self.on_probe_answer(from, epoch, probe, ctx);
+            }
             Message::Oversized { key: _, size } => {
                 self.stats.entries_too_large_here += 1;
                 self.warnings.push_back(SyncWarning::EntryTooLargeHere {
