@@ -332,6 +332,42 @@ impl CausalContext {
         out
     }
 
+    /// The context without those of `held` that it can drop at no cost in size: the top of a
+    /// vector entry while it is held, and whole runs of the cloud that are held. A receiver
+    /// that knows `held` (the dots of the store travelling with the context) adds them back;
+    /// a single write's delta then carries its dot once, in the store, instead of twice.
+    pub(crate) fn without_held(&self, held: &std::collections::HashSet<Dot>) -> CausalContext {
+        let mut vv = Vec::with_capacity(self.vv.len());
+        for &(r, n) in &self.vv {
+            let mut top = n;
+            while top > 0 && held.contains(&Dot::new(r, top)) {
+                top -= 1;
+            }
+            if top > 0 {
+                vv.push((r, top));
+            }
+        }
+        let mut cloud = BTreeSet::new();
+        let mut run: Vec<Dot> = Vec::new();
+        let flush = |run: &mut Vec<Dot>, cloud: &mut BTreeSet<Dot>| {
+            if !run.iter().all(|d| held.contains(d)) {
+                cloud.extend(run.iter().copied());
+            }
+            run.clear();
+        };
+        for &dot in &self.cloud {
+            let continues = run
+                .last()
+                .is_some_and(|l| l.replica == dot.replica && l.counter + 1 == dot.counter);
+            if !continues {
+                flush(&mut run, &mut cloud);
+            }
+            run.push(dot);
+        }
+        flush(&mut run, &mut cloud);
+        CausalContext { vv, cloud }
+    }
+
     /// True when every dot of `self` is in `other`.
     pub fn is_subset(&self, other: &CausalContext) -> bool {
         self.vv.iter().all(|&(r, n)| {
@@ -401,6 +437,37 @@ mod tests {
             let back: CausalContext = crate::codec::decode(&bytes, 1 << 20).expect("decodes");
             prop_assert_eq!(back, ctx);
         }
+
+        /// Leaving held dots out never grows the encoding, and adding them back gives the
+        /// context again (what a delta's receiver does).
+        #[test]
+        fn without_held_is_smaller_and_reversible(all in dots(), pick in proptest::collection::vec(any::<bool>(), 24)) {
+            let ctx: CausalContext = all.iter().copied().collect();
+            let held: std::collections::HashSet<Dot> = all
+                .iter()
+                .zip(pick.iter().cycle())
+                .filter(|(_, keep)| **keep)
+                .map(|(d, _)| *d)
+                .collect();
+            let mut stripped = ctx.without_held(&held);
+            let size = |c: &CausalContext| crate::codec::encoded_len(c).expect("encodes");
+            prop_assert!(size(&stripped) <= size(&ctx));
+            for &d in &held {
+                stripped.insert(d);
+            }
+            prop_assert_eq!(stripped, ctx);
+        }
+    }
+
+    #[test]
+    fn a_single_write_needs_no_context_on_the_wire() {
+        let dot = Dot::new(ReplicaId::new(0x9c3f_11a2_7d04_e6b1), 40);
+        let removed = Dot::new(ReplicaId::new(0xbeef), 7);
+        let ctx: CausalContext = [dot, removed].into_iter().collect();
+        let stripped = ctx.without_held(&[dot].into_iter().collect());
+        assert_eq!(stripped.dots().collect::<Vec<_>>(), [removed]);
+        let fresh: CausalContext = [Dot::new(ReplicaId::new(3), 1)].into_iter().collect();
+        assert!(fresh.without_held(&fresh.dots().collect()).is_empty());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The protocol's messages. Encoded with [`crate::codec`]; changing their shape is a wire
 //! format change (see the golden vectors in `sync/tests`).
 
-use crate::crdt::{Causal, CausalContext, Dot, DotMap, ReplicaId};
+use crate::crdt::{Causal, CausalContext, Dot, DotMap, DotStore, ReplicaId};
 use crate::merkle::{Digest, KeyHash, NodePath};
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +21,7 @@ pub(crate) enum Message<K, S> {
         epoch: u64,
         first: u64,
         last: u64,
-        deltas: Vec<Causal<DotMap<K, S>>>,
+        deltas: Vec<WireDelta<K, S>>,
     },
     /// Delta path: the `Deltas` message `first..=last` of incarnation `epoch` arrived. The
     /// sender decides what that acknowledges (it knows which earlier ones it gave up on).
@@ -83,4 +83,49 @@ pub(crate) enum Message<K, S> {
         probe: u64,
         ctx: CausalContext,
     },
+}
+
+/// A delta as it travels: its context may leave out dots its store holds (see
+/// [`CausalContext::without_held`]), which the receiver adds back. The same fields, in the same
+/// order, as an encoded [`Causal`]; only the meaning of `ctx` differs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "K: Serialize + std::hash::Hash + Eq + Clone + std::fmt::Debug, S: Serialize + crate::crdt::DotStore",
+    deserialize = "K: Deserialize<'de> + std::hash::Hash + Eq + Clone + std::fmt::Debug, S: Deserialize<'de> + crate::crdt::DotStore"
+))]
+pub(crate) struct WireDelta<K, S> {
+    store: DotMap<K, S>,
+    ctx: CausalContext,
+    keyed: bool,
+}
+
+impl<K, S> WireDelta<K, S>
+where
+    K: std::hash::Hash + Eq + Clone + std::fmt::Debug,
+    S: crate::crdt::DotStore,
+{
+    /// Packs `delta` for the wire, leaving out of its context what its store says.
+    pub(crate) fn pack(delta: Causal<DotMap<K, S>>) -> Self {
+        let mut held = std::collections::HashSet::new();
+        delta.store.for_each_dot(&mut |d| {
+            held.insert(d);
+        });
+        WireDelta {
+            ctx: delta.ctx.without_held(&held),
+            store: delta.store,
+            keyed: delta.keyed,
+        }
+    }
+
+    /// The delta again: its context with its store's dots added back (a no-op for a context
+    /// that left none out), so it is well formed whatever the sender did.
+    pub(crate) fn unpack(self) -> Causal<DotMap<K, S>> {
+        let mut ctx = self.ctx;
+        self.store.for_each_dot(&mut |d| ctx.insert(d));
+        Causal {
+            store: self.store,
+            ctx,
+            keyed: self.keyed,
+        }
+    }
 }

@@ -1,5 +1,5 @@
 use super::keys::{context_hash, key_hash, store_digest};
-use super::message::Message;
+use super::message::{Message, WireDelta};
 use super::{MapCrdt, SyncConfig, SyncError};
 use crate::clock::Timestamp;
 use crate::codec;
@@ -485,7 +485,13 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                 first,
                 last,
                 deltas,
-            } => self.on_deltas(from, epoch, first, last, deltas),
+            } => self.on_deltas(
+                from,
+                epoch,
+                first,
+                last,
+                deltas.into_iter().map(WireDelta::unpack).collect(),
+            ),
             Message::Ack { epoch, first, last } => self.on_ack(from, epoch, first, last),
             Message::Digest { root, ctx_hash } => self.on_digest(from, root, ctx_hash),
             Message::Context {
@@ -646,7 +652,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                 epoch: self.epoch,
                 first: start,
                 last,
-                deltas: vec![group],
+                deltas: vec![WireDelta::pack(group)],
             };
             let bytes = self.send(peer, &msg);
             if let Some(n) = self.neighbours.get_mut(peer) {

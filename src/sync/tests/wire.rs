@@ -192,7 +192,9 @@ fn a_full_state_delta_reports_the_keys_it_removed() {
         epoch: 5,
         first: 1,
         last: 1,
-        deltas: vec![full.clone().into_causal()],
+        deltas: vec![crate::sync::message::WireDelta::pack(
+            full.clone().into_causal(),
+        )],
     };
     let bytes = codec::encode(&msg, 4096).unwrap();
     s.handle_message(&1, &bytes).unwrap();
