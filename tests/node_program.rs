@@ -1,5 +1,6 @@
 //! The node program as something to deploy: configuration from the environment, SIGTERM as
-//! a graceful shutdown, and a bad input line that does not end the session.
+//! a graceful shutdown, a bad input line that does not end the session, and the products it
+//! hosts (the configuration Agent, the registry) working across processes.
 
 mod support;
 
@@ -78,4 +79,57 @@ fn the_cookie_can_come_from_the_environment() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(c.members(), Vec::<String>::new());
     assert_eq!(a.members(), ["b"]);
+}
+
+#[test]
+fn a_config_change_on_one_node_arrives_on_the_other() {
+    let h = Harness::new();
+    let mut a = h.spawn(h.disk_spec("a"));
+    let mut b = h.spawn(h.spec("b").seed(a.listen()));
+    for n in [&mut a, &mut b] {
+        n.await_members(1);
+    }
+    let set = a.ok("config-set max_conns 512");
+    assert_eq!(set["config"]["max_conns"], 512, "{set}");
+    let seen = b.wait("await-config max_conns 512");
+    assert_eq!(seen["config"]["max_conns"], 512, "{seen}");
+    // The other way, and a map entry the initial value does not have.
+    b.ok("config-set features.beta true");
+    let seen = a.wait("await-config /features/beta true");
+    assert_eq!(seen["config"]["features"]["beta"], true, "{seen}");
+    // Both changes kept: they touched different fields.
+    let config = b.ok("config-get");
+    assert_eq!(config["config"]["max_conns"], 512, "{config}");
+    // A field the config does not have is an error answer, and changes nothing.
+    let refused = a.request("config-set max_cons 1");
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert_eq!(a.ok("config-get")["config"], config["config"]);
+}
+
+#[test]
+fn a_name_registered_on_one_node_resolves_and_answers_from_the_other() {
+    let h = Harness::new();
+    let mut a = h.spawn(h.spec("a"));
+    let mut b = h.spawn(h.spec("b").seed(a.listen()));
+    for n in [&mut a, &mut b] {
+        n.await_members(1);
+    }
+    a.ok("register greeter");
+    b.wait("await-name greeter a");
+    assert_eq!(b.ok("whereis greeter")["node"], "a");
+    let call = b.ok("call greeter from b");
+    assert_eq!(call["node"], "a", "{call}");
+    assert_eq!(call["reply"], "hello, from b", "{call}");
+    // The name is taken: b cannot register it too.
+    let taken = b.request("register greeter");
+    assert_eq!(taken["ok"], false, "{taken}");
+    assert_eq!(taken["node"], "a", "{taken}");
+    let missing = b.request("call nobody hi");
+    assert_eq!(missing["ok"], false, "{missing}");
+    // The claim shows only while its node is live.
+    a.kill();
+    b.wait("await-name greeter -");
+    assert_eq!(b.ok("whereis greeter")["node"], serde_json::Value::Null);
+    b.ok("register greeter");
+    assert_eq!(b.ok("call greeter again")["node"], "b");
 }

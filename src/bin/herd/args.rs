@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// `herd node`: run one cluster node with one replicated key-value map; commands on stdin,
-/// one JSON answer per line on stdout (type `help`). SIGTERM or end of input shuts it down
+/// `herd node`: run one cluster node with a replicated key-value map, a replicated
+/// configuration (an Agent) and a registry of named greeter actors; commands on stdin, one
+/// JSON answer per line on stdout (type `help`). SIGTERM or end of input shuts it down
 /// gracefully: the replica hands over to its neighbours, storage is flushed, and the leave is
 /// announced so that peers report the node down at once.
 #[derive(Parser, Clone, Debug, PartialEq, Eq)]
@@ -30,7 +31,8 @@ pub(crate) struct NodeArgs {
     #[arg(long = "seed", env = "HERD_SEEDS", value_delimiter = ',')]
     pub(crate) seeds: Vec<String>,
 
-    /// Keep the replica on disk in `<dir>/kv.redb` (default: memory only).
+    /// Keep the key-value map and the configuration on disk in `<dir>/kv.redb` and
+    /// `<dir>/config.redb` (default: memory only; registered names are never on disk).
     #[arg(long, env = "HERD_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
 

@@ -1,9 +1,10 @@
 //! `herd`: the node program, and a demo that runs three of them.
 //!
-//! * `herd node --name <n> ...` runs one cluster node with one replicated key-value map and
-//!   takes line commands on stdin (the integration tests drive it this way);
-//! * `herd demo` starts three nodes as child processes and shows replication, a crash and a
-//!   recovery.
+//! * `herd node --name <n> ...` runs one cluster node with a replicated key-value map, a
+//!   replicated configuration (an Agent) and a registry of named actors, and takes line
+//!   commands on stdin (the integration tests drive it this way);
+//! * `herd demo` starts three nodes as child processes and shows replication, a config change
+//!   arriving, a name resolved and called on another node, a crash and a recovery.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ mod args;
 mod client;
 mod demo;
 mod node;
+mod products;
 mod protocol;
 mod trim;
 
@@ -27,7 +29,8 @@ usage:
       run one node; commands on stdin, one JSON answer per line on stdout (type `help`);
       every option also reads an environment variable (HERD_COOKIE, ...): herd node --help
   herd demo [--keep]
-      three nodes on loopback: replicate, kill one, write, restart it, watch it catch up
+      three nodes on loopback: replicate, change config, call a name on another node,
+      kill one, write, restart it, watch it catch up
   herd help
 
 logs go to stderr; set the level with HERD_LOG=error|warn|info|debug|trace (default warn)";

@@ -1,25 +1,40 @@
-//! `herd node`: one cluster node with one replicated key-value map, driven by line commands
-//! on stdin (see [`protocol::HELP`]) and answering each with one JSON line on stdout.
+//! `herd node`: one cluster node with a replicated key-value map, a replicated configuration
+//! (an [`Agent`] of [`DemoConfig`]) and a [`Registry`] of greeter actors, driven by line
+//! commands on stdin (see [`protocol::HELP`]) and answering each with one JSON line on stdout.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use herd::agent::{Agent, AgentError};
 use herd::cluster::{DetectorConfig, Node, NodeConfig};
+use herd::registry::{Registry, RegistryOptions};
 use herd::replica::{Ack, Kv, ReplicaOptions};
 use herd::storage::{RedbConfig, RedbStorage};
+use ractor::{Actor, ActorRef};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::args::{NodeArgs, parse_node_args};
+use crate::products::{self, DemoConfig, Greeter, GreeterMsg};
 use crate::protocol::{self, Command, FaultKind, error, ok};
 
-/// The name of the node's one replica (and of its file in the data directory).
+/// The name of the node's key-value replica (and of its file in the data directory).
 const REPLICA: &str = "kv";
+/// The name of the configuration Agent's replica (and of its file in the data directory).
+const CONFIG: &str = "config";
+/// The name of the registry (its claims describe live actors, so it is never on disk).
+const NAMES: &str = "names";
+/// How long `call` waits for a name to show and its actor to be reachable from this node:
+/// the cluster layer's stand-in for a remote actor may arrive a little after the claim.
+const LOOKUP_WAIT: Duration = Duration::from_secs(2);
+/// How long `call` waits for the greeter's reply.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often an `await-*` command re-checks its condition.
 const POLL: Duration = Duration::from_millis(5);
 /// How many puts `bulk-put` keeps in flight.
@@ -65,7 +80,13 @@ fn emit(value: &Value) {
 }
 
 async fn run(args: NodeArgs) -> ExitCode {
-    let (node, kv) = match start(&args).await {
+    let Started {
+        node,
+        kv,
+        config,
+        names,
+        keys,
+    } = match start(&args).await {
         Ok(started) => started,
         Err(e) => {
             tracing::error!(error = %e, "node failed to start");
@@ -78,8 +99,9 @@ async fn run(args: NodeArgs) -> ExitCode {
         "node": node.name(),
         "listen": node.listen_addr().to_string(),
         "replica_id": kv.id().as_u64(),
-        "keys": kv.len(),
+        "keys": keys,
         "restored": kv.restored(),
+        "names_ready": names.ready(),
     }));
 
     let trimmer = tokio::spawn(async {
@@ -90,7 +112,14 @@ async fn run(args: NodeArgs) -> ExitCode {
         }
     });
     let events = record_events(&node);
-    let server = Server { node, kv, events };
+    let server = Server {
+        node,
+        kv,
+        config,
+        names,
+        greeters: Mutex::new(HashMap::new()),
+        events,
+    };
     let mut input = BufReader::new(tokio::io::stdin());
     let mut terminate = match signal(SignalKind::terminate()) {
         Ok(s) => Some(s),
@@ -139,12 +168,35 @@ async fn run(args: NodeArgs) -> ExitCode {
     }
 
     trimmer.abort();
-    let Server { node, kv, .. } = server;
+    let Server {
+        node,
+        kv,
+        config,
+        names,
+        greeters,
+        ..
+    } = server;
     let mut code = if refused {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     };
+    // The registry leaves the greeters running when it stops: stop them here.
+    for greeter in greeters
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .values()
+    {
+        greeter.stop(None);
+    }
+    if let Err(e) = names.stop().await {
+        tracing::error!(error = %e, "stopping the registry failed");
+        code = ExitCode::FAILURE;
+    }
+    if let Err(e) = config.stop().await {
+        tracing::error!(error = %e, "stopping the configuration failed");
+        code = ExitCode::FAILURE;
+    }
     if let Err(e) = kv.stop().await {
         tracing::error!(error = %e, "stopping the replica failed");
         code = ExitCode::FAILURE;
@@ -154,7 +206,18 @@ async fn run(args: NodeArgs) -> ExitCode {
     code
 }
 
-async fn start(args: &NodeArgs) -> Result<(Node, Kv), String> {
+/// What [`start`] starts.
+struct Started {
+    node: Node,
+    kv: Kv,
+    config: Agent<DemoConfig>,
+    names: Registry,
+    /// The keys the key-value replica held once started: those restored from disk. Counted
+    /// before the registry's start-up wait, during which the replica already syncs.
+    keys: usize,
+}
+
+async fn start(args: &NodeArgs) -> Result<Started, String> {
     let mut config = NodeConfig::new(args.name.clone()).listen(args.listen);
     for seed in &args.seeds {
         config = config.seed(seed.clone());
@@ -178,26 +241,74 @@ async fn start(args: &NodeArgs) -> Result<(Node, Kv), String> {
         .await
         .map_err(|e| format!("starting the cluster node: {e}"))?;
 
-    let mut options = ReplicaOptions::new(REPLICA);
-    if let Some(interval) = args.sync_interval {
-        options = options.sync_interval(interval);
-    }
-    if let Some(bytes) = args.max_sync_size {
-        options = options.max_sync_size(bytes);
-    }
-    if args.write_behind {
-        options = options.ack(Ack::Applied);
-    }
-    if let Some(dir) = &args.data_dir {
-        let storage = RedbStorage::open(dir, REPLICA, RedbConfig::durable())
-            .map_err(|e| format!("opening storage in {}: {e}", dir.display()))?;
-        options = options.storage(storage);
-    }
-    match Kv::start(&node, options).await {
-        Ok(kv) => Ok((node, kv)),
+    match start_products(&node, args).await {
+        Ok((kv, keys, config, names)) => Ok(Started {
+            node,
+            kv,
+            config,
+            names,
+            keys,
+        }),
         Err(e) => {
             node.shutdown().await;
-            Err(format!("starting the replica: {e}"))
+            Err(e)
+        }
+    }
+}
+
+/// Starts the key-value replica, the configuration Agent and the registry on `node`; on an
+/// error, stops what it had started.
+async fn start_products(
+    node: &Node,
+    args: &NodeArgs,
+) -> Result<(Kv, usize, Agent<DemoConfig>, Registry), String> {
+    let options = |name: &str| -> Result<ReplicaOptions, String> {
+        let mut options = ReplicaOptions::new(name);
+        if let Some(interval) = args.sync_interval {
+            options = options.sync_interval(interval);
+        }
+        if let Some(bytes) = args.max_sync_size {
+            options = options.max_sync_size(bytes);
+        }
+        if args.write_behind {
+            options = options.ack(Ack::Applied);
+        }
+        if let Some(dir) = &args.data_dir {
+            let storage = RedbStorage::open(dir, name, RedbConfig::durable())
+                .map_err(|e| format!("opening storage in {}: {e}", dir.display()))?;
+            options = options.storage(storage);
+        }
+        Ok(options)
+    };
+    let kv = Kv::start(node, options(REPLICA)?)
+        .await
+        .map_err(|e| format!("starting the replica: {e}"))?;
+    let keys = kv.len();
+    let config = match options(CONFIG) {
+        Ok(o) => Agent::start(node, o, DemoConfig::default())
+            .await
+            .map_err(|e| format!("starting the configuration: {e}")),
+        Err(e) => Err(e),
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            let _ = kv.stop().await;
+            return Err(e);
+        }
+    };
+    // The registry ignores storage (its claims describe live actors); only its sync
+    // settings are passed on.
+    let mut names = ReplicaOptions::new(NAMES);
+    if let Some(interval) = args.sync_interval {
+        names = names.sync_interval(interval);
+    }
+    match Registry::start(node, RegistryOptions::new(NAMES).replica(names)).await {
+        Ok(names) => Ok((kv, keys, config, names)),
+        Err(e) => {
+            let _ = config.stop().await;
+            let _ = kv.stop().await;
+            Err(format!("starting the registry: {e}"))
         }
     }
 }
@@ -205,6 +316,10 @@ async fn start(args: &NodeArgs) -> Result<(Node, Kv), String> {
 struct Server {
     node: Node,
     kv: Kv,
+    config: Agent<DemoConfig>,
+    names: Registry,
+    /// The greeters this node started with `register`, by name.
+    greeters: Mutex<HashMap<String, ActorRef<GreeterMsg>>>,
     /// Membership events since start, as JSON with `at_ms` (Unix time in ms) added.
     events: Arc<Mutex<Vec<Value>>>,
 }
@@ -337,10 +452,156 @@ impl Server {
                 await_condition(timeout, check).await
             }
             Command::Inject { peer, fault } => inject(&self.kv, &peer, fault),
+            Command::ConfigGet => match self.config.get() {
+                Ok(config) => ok(json!({"config": to_json(&config)})),
+                Err(e) => error(e, json!({})),
+            },
+            Command::ConfigSet { field, value } => self.config_set(&field, value).await,
+            Command::AwaitConfig {
+                field,
+                value,
+                timeout,
+            } => self.await_config(&field, &value, timeout).await,
+            Command::Register { name } => self.register(name).await,
+            Command::Whereis { name } => {
+                let entry = self.names.whereis(&name);
+                ok(json!({"node": entry.map(|e| e.node)}))
+            }
+            Command::AwaitName {
+                name,
+                expect,
+                timeout,
+            } => {
+                let check = || async {
+                    let node = self.names.whereis(&name).map(|e| e.node);
+                    (expect.holds(node.as_deref()), json!({"node": node}))
+                };
+                await_condition(timeout, check).await
+            }
+            Command::Call { name, text } => self.call(&name, text).await,
             Command::Help => ok(json!({"help": protocol::HELP})),
             // Handled by the read loop; answered here only for completeness.
             Command::Quit => ok(json!({})),
         }
+    }
+
+    /// Sets one field of the configuration; answers the new value.
+    async fn config_set(&self, field: &str, value: Value) -> Value {
+        let mut refused = None;
+        let updated = self
+            .config
+            .get_and_update(|c| match products::set_field(c, field, value) {
+                Ok(()) => Some(c.clone()),
+                Err(e) => {
+                    refused = Some(e);
+                    None
+                }
+            })
+            .await;
+        match (updated, refused) {
+            (Err(e), _) => error(e, json!({})),
+            (_, Some(e)) => error(e, json!({})),
+            (Ok(config), None) => ok(json!({"config": to_json(&config)})),
+        }
+    }
+
+    /// Waits until `field` of the configuration is `value` on this node (woken by each
+    /// change rather than polling, so `waited_ms` is when the change arrived).
+    async fn await_config(&self, field: &str, value: &Value, timeout: Duration) -> Value {
+        let started = Instant::now();
+        let holds = |c: &DemoConfig| products::field_value(c, field).as_ref() == Some(value);
+        let outcome = self.config.wait_until(holds, timeout).await;
+        let waited = json!(millis(started.elapsed()));
+        match outcome {
+            Ok(config) => ok(json!({"config": to_json(&config), "waited_ms": waited})),
+            Err(e @ AgentError::Timeout(_)) => {
+                let seen = self
+                    .config
+                    .get()
+                    .map(|c| to_json(&c))
+                    .unwrap_or(Value::Null);
+                error(
+                    "timeout",
+                    json!({"config": seen, "waited_ms": waited, "why": e.to_string()}),
+                )
+            }
+            Err(e) => error(e, json!({"waited_ms": waited})),
+        }
+    }
+
+    /// Starts a greeter on this node and registers it as `name`. A name already held (here
+    /// or, as far as this node has seen, elsewhere) is refused and the greeter stopped.
+    async fn register(&self, name: String) -> Value {
+        let greeter = Greeter {
+            node: self.node.name().to_owned(),
+        };
+        let actor = match Actor::spawn(None, greeter, ()).await {
+            Ok((actor, _)) => actor,
+            Err(e) => return error(format!("starting a greeter: {e}"), json!({})),
+        };
+        match self.names.register(name.clone(), &actor).await {
+            Ok(_) => {
+                let node = self.node.name().to_owned();
+                let old = self
+                    .greeters
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(name.clone(), actor);
+                // A greeter left under this name lost it (its claim was removed): retire it.
+                if let Some(old) = old {
+                    old.stop(None);
+                }
+                ok(json!({"name": name, "node": node}))
+            }
+            Err(e) => {
+                actor.stop(None);
+                error(
+                    e,
+                    json!({"node": self.names.whereis(&name).map(|e| e.node)}),
+                )
+            }
+        }
+    }
+
+    /// Looks `name` up and calls its greeter, wherever it runs; answers the greeting and
+    /// the node that answered (as the greeter itself reports it).
+    async fn call(&self, name: &str, text: String) -> Value {
+        let started = Instant::now();
+        let Some(actor) = self
+            .names
+            .lookup_within::<GreeterMsg>(name, LOOKUP_WAIT)
+            .await
+        else {
+            let holder = self.names.whereis(name).map(|e| e.node);
+            let why = match &holder {
+                None => format!("{name} is not registered"),
+                Some(node) => format!("{name} is held by {node}, not reachable from here yet"),
+            };
+            return error(why, json!({"node": holder}));
+        };
+        let looked_up = started.elapsed();
+        let timeout_ms = u64::try_from(CALL_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
+        let reply = match ractor::call_t!(actor, GreeterMsg::Greet, timeout_ms, text) {
+            Ok(reply) => reply,
+            Err(e) => return error(format!("calling {name}: {e}"), json!({})),
+        };
+        // The reply crossed the network: a malformed one is an error answer, not a panic.
+        let reply: Value = match serde_json::from_str(&reply) {
+            Ok(reply @ Value::Object(_)) => reply,
+            Ok(other) => {
+                return error(
+                    "the greeter's reply is not an object",
+                    json!({"reply": other}),
+                );
+            }
+            Err(e) => return error(format!("the greeter's reply is not JSON: {e}"), json!({})),
+        };
+        ok(json!({
+            "node": reply.get("node").cloned().unwrap_or(Value::Null),
+            "reply": reply.get("reply").cloned().unwrap_or(Value::Null),
+            "lookup_ms": millis(looked_up),
+            "ms": millis(started.elapsed()),
+        }))
     }
 
     /// The other live members, sorted.

@@ -32,6 +32,18 @@ commands (one per line, each answered by one JSON line):
   await-members <n> <ms>               until exactly n other nodes are members
   await-neighbours <n> <ms>            until the replica has exactly n neighbours
   inject <peer> garbage|oversized|future|unframed
+the replicated configuration (an Agent; <field>: max_conns, maintenance, features.<flag>,
+or a JSON pointer such as /features/beta):
+  config-get                           {\"ok\":true,\"config\":{..}}
+  config-set <field> <json>            changes one field; answers the new config
+  await-config <field> <json> <ms>     until the field holds that value here
+names (a Registry of greeter actors):
+  register <name>                      starts a greeter here and registers it as <name>
+  whereis <name>                       {\"ok\":true,\"node\":\"..\"|null}: the node holding it
+  await-name <name> <node|*|-> <ms>    until <name> is held by <node> (* any node, - none)
+  call <name> <text>                   looks the name up (waiting up to 2 s for it) and calls
+                                       its greeter; answers the reply and the node it ran on
+  (to come with the supervisor: starting a supervised child and seeing it fail over)
   help
   quit                                 (end of input quits too)";
 
@@ -117,6 +129,34 @@ pub(crate) enum Command {
         peer: String,
         fault: FaultKind,
     },
+    ConfigGet,
+    ConfigSet {
+        field: String,
+        value: Value,
+    },
+    AwaitConfig {
+        field: String,
+        value: Value,
+        timeout: Duration,
+    },
+    Register {
+        name: String,
+    },
+    Whereis {
+        name: String,
+    },
+    /// `expect` is about the node holding the name.
+    AwaitName {
+        name: String,
+        expect: Expect,
+        timeout: Duration,
+    },
+    Call {
+        name: String,
+        text: String,
+    },
+    // A place kept for the supervisor's commands (start a supervised child, await it on
+    // another node after its node is killed): they come with the DynamicSupervisor.
     Trim,
     Help,
     Quit,
@@ -187,14 +227,9 @@ pub(crate) fn parse(line: &str) -> Result<Command, String> {
         }
         "await-key" => {
             arity(3, "await-key <key> <value|-|*> <timeout_ms>")?;
-            let expect = match words[1] {
-                "-" => Expect::Absent,
-                "*" => Expect::Any,
-                value => Expect::Value(value.to_owned()),
-            };
             Ok(Command::AwaitKey {
                 key: words[0].to_owned(),
-                expect,
+                expect: expect(words[1]),
                 timeout: timeout(words[2])?,
             })
         }
@@ -222,6 +257,55 @@ pub(crate) fn parse(line: &str) -> Result<Command, String> {
                 fault,
             })
         }
+        "config-get" => arity(0, "config-get").map(|()| Command::ConfigGet),
+        "config-set" => {
+            let (field, value) = split_word(rest);
+            if field.is_empty() || value.is_empty() {
+                return Err("usage: config-set <field> <json>".to_owned());
+            }
+            Ok(Command::ConfigSet {
+                field: field.to_owned(),
+                value: json_value(value)?,
+            })
+        }
+        "await-config" => {
+            arity(3, "await-config <field> <json> <timeout_ms>")?;
+            Ok(Command::AwaitConfig {
+                field: words[0].to_owned(),
+                value: json_value(words[1])?,
+                timeout: timeout(words[2])?,
+            })
+        }
+        "register" => {
+            arity(1, "register <name>")?;
+            Ok(Command::Register {
+                name: words[0].to_owned(),
+            })
+        }
+        "whereis" => {
+            arity(1, "whereis <name>")?;
+            Ok(Command::Whereis {
+                name: words[0].to_owned(),
+            })
+        }
+        "await-name" => {
+            arity(3, "await-name <name> <node|*|-> <timeout_ms>")?;
+            Ok(Command::AwaitName {
+                name: words[0].to_owned(),
+                expect: expect(words[1]),
+                timeout: timeout(words[2])?,
+            })
+        }
+        "call" => {
+            let (name, text) = split_word(rest);
+            if name.is_empty() {
+                return Err("usage: call <name> <text>".to_owned());
+            }
+            Ok(Command::Call {
+                name: name.to_owned(),
+                text: text.to_owned(),
+            })
+        }
         other => Err(format!("unknown command `{other}` (try `help`)")),
     }
 }
@@ -233,6 +317,19 @@ fn split_word(s: &str) -> (&str, &str) {
         Some(i) => (&s[..i], s[i..].trim()),
         None => (s, ""),
     }
+}
+
+/// `-` absent, `*` any value, anything else that value.
+fn expect(word: &str) -> Expect {
+    match word {
+        "-" => Expect::Absent,
+        "*" => Expect::Any,
+        value => Expect::Value(value.to_owned()),
+    }
+}
+
+fn json_value(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not JSON (`{text}`): {e}"))
 }
 
 fn number(word: &str, what: &str, max: usize) -> Result<usize, String> {
@@ -337,6 +434,56 @@ mod tests {
             })
         );
         assert_eq!(parse("quit"), Ok(Command::Quit));
+        assert_eq!(parse("config-get"), Ok(Command::ConfigGet));
+        assert_eq!(
+            parse("config-set features.beta true"),
+            Ok(Command::ConfigSet {
+                field: "features.beta".into(),
+                value: json!(true)
+            })
+        );
+        assert_eq!(
+            parse("config-set /max_conns  512 "),
+            Ok(Command::ConfigSet {
+                field: "/max_conns".into(),
+                value: json!(512)
+            })
+        );
+        assert_eq!(
+            parse("await-config max_conns 512 100"),
+            Ok(Command::AwaitConfig {
+                field: "max_conns".into(),
+                value: json!(512),
+                timeout: Duration::from_millis(100)
+            })
+        );
+        assert_eq!(
+            parse("register greeter"),
+            Ok(Command::Register {
+                name: "greeter".into()
+            })
+        );
+        assert_eq!(
+            parse("whereis greeter"),
+            Ok(Command::Whereis {
+                name: "greeter".into()
+            })
+        );
+        assert_eq!(
+            parse("await-name greeter - 10"),
+            Ok(Command::AwaitName {
+                name: "greeter".into(),
+                expect: Expect::Absent,
+                timeout: Duration::from_millis(10)
+            })
+        );
+        assert_eq!(
+            parse("call greeter from a"),
+            Ok(Command::Call {
+                name: "greeter".into(),
+                text: "from a".into()
+            })
+        );
     }
 
     #[test]
@@ -357,6 +504,15 @@ mod tests {
             "await-count 1 9999999999",
             "inject b meteor",
             "stats now",
+            "config-set max_conns",
+            "config-set max_conns {",
+            "await-config max_conns 1",
+            "await-config max_conns nope 10",
+            "register",
+            "register a b",
+            "whereis",
+            "await-name greeter 10",
+            "call",
         ] {
             let err = parse(line).expect_err(line);
             assert!(!err.is_empty(), "{line}");
