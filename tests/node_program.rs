@@ -133,3 +133,35 @@ fn a_name_registered_on_one_node_resolves_and_answers_from_the_other() {
     b.ok("register greeter");
     assert_eq!(b.ok("call greeter again")["node"], "b");
 }
+
+/// `HERD_METRICS_LISTEN` serves the replicas' counters to a Prometheus scraper: a write shows
+/// up in the key gauge of the `kv` replica.
+#[test]
+fn the_node_serves_its_counters_to_prometheus() {
+    use std::io::{Read, Write};
+    let h = Harness::new();
+    let mut a = h.spawn(h.spec("a").env("HERD_METRICS_LISTEN", "127.0.0.1:0"));
+    let addr = a.ready()["metrics"]
+        .as_str()
+        .expect("the ready event names the metrics address")
+        .to_string();
+    a.put("k", "v");
+    let scrape = || -> String {
+        let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("request");
+        let mut page = String::new();
+        stream.read_to_string(&mut page).expect("response");
+        page
+    };
+    // Counters are published every 20 ticks: wait for the key gauge to say 1.
+    let page = support::eventually(WAIT, "the key gauge", || {
+        let page = scrape();
+        page.lines()
+            .any(|l| l.starts_with("herd_replica_keys{replica=\"kv\"} 1"))
+            .then_some(page)
+    });
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(page.contains("herd_replica_bytes_sent"), "{page}");
+}

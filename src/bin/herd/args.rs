@@ -65,6 +65,11 @@ pub(crate) struct NodeArgs {
     /// 5000).
     #[arg(long = "handover-timeout-ms", env = "HERD_HANDOVER_TIMEOUT_MS", value_parser = parse_ms)]
     pub(crate) handover_timeout: Option<Duration>,
+
+    /// Serve the replicas' counters in Prometheus' text format on this address (any path;
+    /// port 0 picks a free port, reported in the ready event as `metrics`). Off by default.
+    #[arg(long = "metrics-listen", env = "HERD_METRICS_LISTEN")]
+    pub(crate) metrics_listen: Option<SocketAddr>,
 }
 
 fn parse_name(v: &str) -> Result<String, String> {
@@ -126,6 +131,7 @@ mod tests {
                 heartbeat_interval: Some(Duration::from_millis(100)),
                 down_after: Some(Duration::from_millis(900)),
                 handover_timeout: Some(Duration::from_millis(50)),
+                metrics_listen: None,
             }
         );
     }

@@ -16,6 +16,7 @@ mod args;
 #[allow(dead_code)]
 mod client;
 mod demo;
+mod metrics_http;
 mod node;
 mod products;
 mod protocol;

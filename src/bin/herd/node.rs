@@ -80,6 +80,17 @@ fn emit(value: &Value) {
 }
 
 async fn run(args: NodeArgs) -> ExitCode {
+    // Before the replicas start, so their first counters are recorded.
+    let metrics = match args.metrics_listen {
+        Some(addr) => match crate::metrics_http::serve(addr).await {
+            Ok(bound) => Some(bound.to_string()),
+            Err(e) => {
+                emit(&json!({"event": "error", "node": args.name, "error": e}));
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let Started {
         node,
         kv,
@@ -102,6 +113,7 @@ async fn run(args: NodeArgs) -> ExitCode {
         "keys": keys,
         "restored": kv.restored(),
         "names_ready": names.ready(),
+        "metrics": metrics,
     }));
 
     let trimmer = tokio::spawn(async {
