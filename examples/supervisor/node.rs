@@ -65,34 +65,41 @@ struct Worker {
     node: String,
 }
 
+/// A worker's place in the census, held in its state: dropped however the actor ends
+/// (stopped, failed or killed), so a dead worker is never counted.
+pub(crate) struct Counted(String);
+
+impl Counted {
+    fn new(id: String) -> Self {
+        tally(&id, 1);
+        Counted(id)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        tally(&self.0, -1);
+    }
+}
+
 impl Actor for Worker {
     type Msg = WorkerMsg;
-    type State = String;
+    type State = Counted;
     type Arguments = String;
 
     async fn pre_start(
         &self,
         _: ActorRef<WorkerMsg>,
         id: String,
-    ) -> Result<String, ActorProcessingErr> {
-        tally(&id, 1);
-        Ok(id)
-    }
-
-    async fn post_stop(
-        &self,
-        _: ActorRef<WorkerMsg>,
-        id: &mut String,
-    ) -> Result<(), ActorProcessingErr> {
-        tally(id, -1);
-        Ok(())
+    ) -> Result<Counted, ActorProcessingErr> {
+        Ok(Counted::new(id))
     }
 
     async fn handle(
         &self,
         _: ActorRef<WorkerMsg>,
         msg: WorkerMsg,
-        _: &mut String,
+        _: &mut Counted,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             WorkerMsg::Where(reply) => {

@@ -193,6 +193,11 @@ pub struct SupervisorOptions {
     pub handover_timeout: Duration,
     /// How often the loop re-derives everything even without an event. Default 500 ms.
     pub reconcile_interval: Duration,
+    /// How long the member list must hold before placement acts on it (starts children a
+    /// node owns, hands children over). Default 500 ms. Like Akka's `stable-after`, shorter
+    /// than the failure detector's timeout: a node declared down and back within it moves
+    /// nothing. Failover takes the detector's time plus this.
+    pub stable_after: Duration,
     kinds: HashMap<String, Arc<dyn ChildFactory>>,
 }
 
@@ -210,6 +215,7 @@ impl SupervisorOptions {
             stop_timeout: Duration::from_secs(5),
             handover_timeout: Duration::from_secs(10),
             reconcile_interval: Duration::from_millis(500),
+            stable_after: Duration::from_millis(500),
             kinds: HashMap::new(),
         }
     }
@@ -255,6 +261,13 @@ impl SupervisorOptions {
     #[must_use]
     pub fn handover_timeout(mut self, wait: Duration) -> Self {
         self.handover_timeout = wait;
+        self
+    }
+
+    /// Sets how long the member list must hold before placement acts on it.
+    #[must_use]
+    pub fn stable_after(mut self, wait: Duration) -> Self {
+        self.stable_after = wait;
         self
     }
 

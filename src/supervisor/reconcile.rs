@@ -20,6 +20,15 @@ use tokio::sync::{mpsc, oneshot};
 /// state dirty, so a burst of thousands of registrations costs one pass, not thousands.
 const TICK: Duration = Duration::from_millis(5);
 
+/// The least time between two passes: a pass reads every spec, and events arrive by the
+/// thousand while children start, so back-to-back passes would eat the CPU that heartbeats
+/// need (a starved node is declared down, and its children started twice).
+const MIN_GAP: Duration = Duration::from_millis(25);
+
+/// Starts per pass; the rest wait for the next pass, so exits, drains and stops are
+/// handled between batches and the runtime's other tasks get their turn.
+const STARTS_PER_PASS: usize = 256;
+
 /// What the handle and the watcher tell the loop.
 pub(crate) enum Command {
     /// Something changed that the loop does not watch itself (a local write).
@@ -84,6 +93,8 @@ struct Loop {
     intensity: HashMap<ChildId, Intensity>,
     draining: bool,
     dirty: bool,
+    /// When the live member list last changed (or the loop started).
+    members_changed: Instant,
 }
 
 /// Starts the watcher and the loop; returns the loop's command channel.
@@ -103,6 +114,7 @@ pub(crate) async fn spawn(
         intensity: HashMap::new(),
         draining: false,
         dirty: true,
+        members_changed: Instant::now(),
     };
     tokio::spawn(state.run(rx));
     Ok(tx)
@@ -116,6 +128,8 @@ impl Loop {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut members = Vec::new();
         let mut last_pass = Instant::now();
+        let stable_after = self.inner.options.stable_after;
+        let mut waiting_for_stable = false;
         loop {
             tokio::select! {
                 update = diffs.recv() => match update {
@@ -138,12 +152,18 @@ impl Loop {
                     let now = live(&self.inner);
                     if now != members {
                         members = now;
+                        self.members_changed = Instant::now();
+                        waiting_for_stable = true;
+                    }
+                    // Act on a membership change once it has held for `stable_after`.
+                    if waiting_for_stable && self.members_changed.elapsed() >= stable_after {
+                        waiting_for_stable = false;
                         self.dirty = true;
                     }
                     if last_pass.elapsed() >= self.inner.options.reconcile_interval {
                         self.dirty = true;
                     }
-                    if self.dirty {
+                    if self.dirty && last_pass.elapsed() >= MIN_GAP {
                         self.dirty = false;
                         last_pass = Instant::now();
                         self.reconcile().await;
@@ -177,7 +197,11 @@ impl Loop {
         let strategy = &inner.options.strategy;
         let quorum = strategy.has_quorum(&live);
         let wanted: HashMap<&str, &ChildSpec> = specs.iter().map(|s| (s.id.as_str(), s)).collect();
-        let passive = inner.options.redistribution == Redistribution::Passive;
+        // Placement acts only on a member list that has held for `stable_after`: a node
+        // that flaps down and up (a starved heartbeat) then moves nothing, instead of
+        // thousands of children being started on one side and stopped again on the heal.
+        let stable = self.members_changed.elapsed() >= inner.options.stable_after;
+        let passive = inner.options.redistribution == Redistribution::Passive || !stable;
         let stop: Vec<ChildId> = self
             .local
             .keys()
@@ -195,10 +219,15 @@ impl Loop {
             self.stop_child(&id, "herd supervisor: not placed here")
                 .await;
         }
-        if self.draining || !quorum {
+        if self.draining || !quorum || !stable {
             return;
         }
+        let mut started = 0;
         for spec in specs {
+            if started == STARTS_PER_PASS {
+                self.dirty = true;
+                break;
+            }
             if failed.contains_key(&spec.id) || self.local.contains_key(&spec.id) {
                 continue;
             }
@@ -216,6 +245,10 @@ impl Loop {
                 continue;
             }
             self.start_child(spec).await;
+            started += 1;
+            if started % 32 == 0 {
+                tokio::task::yield_now().await;
+            }
         }
     }
 
@@ -282,12 +315,13 @@ impl Loop {
         };
         self.intentional.insert(run.cell.get_id());
         let timeout = self.inner.options.stop_timeout;
-        if run
+        // Killed only if it ignored the stop (a hung child must not block a handover
+        // forever, Akka's HandOffStopper lesson); an error other than the timeout means it
+        // was already stopping, and a kill would skip its `post_stop`.
+        if let Err(ractor::RactorErr::Timeout) = run
             .cell
             .stop_and_wait(Some(reason.to_owned()), Some(timeout))
             .await
-            .is_err()
-            && !matches!(run.cell.get_status(), ActorStatus::Stopped)
         {
             tracing::warn!(child = %id, "supervisor: child did not stop in time; killed");
             run.cell.kill();
@@ -300,6 +334,14 @@ impl Loop {
             return;
         };
         if self.intentional.remove(&actor) {
+            return;
+        }
+        // An exit of an earlier copy of this id must not take the current copy's place.
+        if self
+            .local
+            .get(&id)
+            .is_none_or(|run| run.cell.get_id() != actor)
+        {
             return;
         }
         let Some(run) = self.local.remove(&id) else {
