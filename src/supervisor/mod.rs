@@ -86,10 +86,17 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Membership changes settle first
+//! Placement acts on a member list only once it has held for
+//! [`stable_after`](SupervisorOptions::stable_after) (500 ms): a node declared down and back
+//! within it (a starved heartbeat) moves nothing. A minority side of a [`Quorum`] supervisor
+//! stops its children at once, while the majority waits `stable_after` before starting them,
+//! so "at most one copy" holds when the two sides' failure detectors fire within
+//! `stable_after` of each other.
+//!
 //! # Not yet
-//! * The majority side of a quorum supervisor does not wait for a `stable_after` period
-//!   before taking over a minority's children: "at most one copy" holds only while both
-//!   sides' failure detectors fire at about the same time.
+//! * No lease: a frozen (SIGSTOPped) minority node that wakes up can run its copies until its
+//!   own detector fires.
 //! * No limit on handovers in flight, and no event stream of starts and moves.
 //! * Children's own state is not handed over: a moved child starts afresh from its spec.
 
