@@ -81,4 +81,5 @@ pub mod presence;
 pub mod registry;
 pub mod replica;
 pub mod storage;
+pub mod supervisor;
 pub mod sync;

@@ -22,6 +22,7 @@ mod membership;
 mod products;
 mod registry;
 mod report;
+mod supervisor;
 mod sync;
 mod sync_document;
 
@@ -47,12 +48,14 @@ const WORKLOADS: &[Workload] = &[
     ("products-agent", products::agent),
     ("products-presence", products::presence),
     ("products-registry", registry::registry),
+    ("products-supervisor", supervisor::supervisor),
     ("cluster-membership", membership::membership),
 ];
 
 fn main() {
     products::run_role_if_child();
     registry::run_role_if_child();
+    supervisor::run_role_if_child();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let run = report::selected(WORKLOADS, &args);
     if run.is_empty() {
