@@ -165,3 +165,33 @@ fn the_node_serves_its_counters_to_prometheus() {
     assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
     assert!(page.contains("herd_replica_bytes_sent"), "{page}");
 }
+
+/// A supervised child runs exactly where the hashing puts it, and after its node is
+/// SIGKILLed it runs again on the survivor.
+#[test]
+fn a_supervised_child_fails_over_when_its_node_is_killed() {
+    let h = Harness::new();
+    let mut a = h.spawn(h.spec("a"));
+    let mut b = h.spawn(h.spec("b").seed(a.listen()));
+    a.await_members(1);
+    b.await_members(1);
+    // Start children until one lands on b (rendezvous hashing spreads them).
+    let mut on_b = None;
+    for i in 0..32 {
+        let id = format!("job-{i}");
+        let answer = a.ok(&format!("start-child {id}"));
+        if answer["owner"] == "b" {
+            on_b = Some(id);
+            break;
+        }
+    }
+    let id = on_b.expect("one of 32 children is owned by b");
+    let ms = WAIT.as_millis();
+    a.process
+        .ok(&format!("await-child {id} b {ms}"), WAIT * 2)
+        .expect("the child runs on b");
+    b.kill();
+    a.process
+        .ok(&format!("await-child {id} a {ms}"), WAIT * 2)
+        .expect("the child runs again on a");
+}

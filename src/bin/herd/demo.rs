@@ -16,6 +16,8 @@ use serde_json::Value;
 
 use crate::client::{NodeProcess, NodeSpec};
 
+/// The supervised children the demo starts (six: with three nodes, some land on c).
+const CHILDREN: [&str; 6] = ["job-1", "job-2", "job-3", "job-4", "job-5", "job-6"];
 /// How long a node may take to start.
 const START: Duration = Duration::from_secs(10);
 /// How long a change may take to reach a node.
@@ -203,6 +205,34 @@ impl Demo {
             self.show_call(name, "greeter")?;
         }
 
+        self.section(
+            "4b. supervised children (DynamicSupervisor): six greeters, placed by hashing",
+        );
+        let t = Instant::now();
+        for id in CHILDREN {
+            self.node("a")
+                .ok(&format!("start-child {id}"), PROPAGATE)
+                .map_err(|e| e.to_string())?;
+        }
+        let mut placed = Vec::new();
+        for id in CHILDREN {
+            let answer = await_ok(self.node("a"), &format!("await-child {id} *"), PROPAGATE)?;
+            let node = answer.get("node").and_then(Value::as_str).unwrap_or("?");
+            placed.push(format!("{id} on {node}"));
+        }
+        self.say(format!(
+            "a: started {} children, all running after {}: {}",
+            CHILDREN.len(),
+            ms(t.elapsed()),
+            placed.join(", ")
+        ));
+        let on_c: Vec<&str> = CHILDREN
+            .iter()
+            .zip(&placed)
+            .filter(|(_, at)| at.ends_with(" on c"))
+            .map(|(id, _)| *id)
+            .collect();
+
         self.section("5. kill c with SIGKILL");
         let t = Instant::now();
         self.node("c").kill();
@@ -235,9 +265,31 @@ impl Demo {
                 ms(t.elapsed())
             ));
         }
-        // TODO(supervisor): "a child failing over" goes here. Once the DynamicSupervisor
-        // lands, step 4 also starts a supervised child on c, and this step shows it restarted
-        // on a or b after the kill, with the time it took. Not shown until it exists.
+        // c's children: the survivors see c's claims go and start them on the nodes the
+        // hashing now picks (after the member list held still for a moment).
+        for id in &on_c {
+            let deadline = Instant::now() + PROPAGATE;
+            let node = loop {
+                let answer = self
+                    .node("a")
+                    .ok(&format!("where-child {id}"), PROPAGATE)
+                    .map_err(|e| e.to_string())?;
+                match answer.get("node").and_then(Value::as_str) {
+                    Some(node) if node != "c" => break node.to_owned(),
+                    _ if Instant::now() > deadline => {
+                        return Err(format!("{id} did not fail over from c: {answer}"));
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(10)),
+                }
+            };
+            self.say(format!(
+                "child {id} failed over from c to {node}, {} after the kill",
+                ms(t.elapsed())
+            ));
+        }
+        if on_c.is_empty() {
+            self.say("(no child was placed on c this time: nothing to fail over)");
+        }
 
         self.section("6. write while c is down");
         let t = Instant::now();

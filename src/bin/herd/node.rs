@@ -14,6 +14,7 @@ use herd::cluster::{DetectorConfig, Node, NodeConfig};
 use herd::registry::{Registry, RegistryOptions};
 use herd::replica::{Ack, Kv, ReplicaOptions};
 use herd::storage::{RedbConfig, RedbStorage};
+use herd::supervisor::{ChildContext, ChildSpec, Supervisor, SupervisorOptions};
 use ractor::{Actor, ActorRef};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -30,6 +31,8 @@ const REPLICA: &str = "kv";
 const CONFIG: &str = "config";
 /// The name of the registry (its claims describe live actors, so it is never on disk).
 const NAMES: &str = "names";
+/// The name of the node's distributed supervisor.
+const JOBS: &str = "jobs";
 /// How long `call` waits for a name to show and its actor to be reachable from this node:
 /// the cluster layer's stand-in for a remote actor may arrive a little after the claim.
 const LOOKUP_WAIT: Duration = Duration::from_secs(2);
@@ -97,6 +100,7 @@ async fn run(args: NodeArgs) -> ExitCode {
         config,
         names,
         keys,
+        jobs,
     } = match start(&args).await {
         Ok(started) => started,
         Err(e) => {
@@ -129,6 +133,7 @@ async fn run(args: NodeArgs) -> ExitCode {
         kv,
         config,
         names,
+        jobs,
         greeters: Mutex::new(HashMap::new()),
         events,
     };
@@ -185,6 +190,7 @@ async fn run(args: NodeArgs) -> ExitCode {
         kv,
         config,
         names,
+        jobs,
         greeters,
         ..
     } = server;
@@ -193,6 +199,20 @@ async fn run(args: NodeArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     };
+    // The supervisor first: it hands its children over to the other nodes before it goes.
+    match jobs.shutdown().await {
+        Ok(stragglers) if !stragglers.is_empty() => {
+            tracing::warn!(
+                ?stragglers,
+                "children not yet running elsewhere at shutdown"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "stopping the supervisor failed");
+            code = ExitCode::FAILURE;
+        }
+    }
     // The registry leaves the greeters running when it stops: stop them here.
     for greeter in greeters
         .into_inner()
@@ -227,6 +247,7 @@ struct Started {
     /// The keys the key-value replica held once started: those restored from disk. Counted
     /// before the registry's start-up wait, during which the replica already syncs.
     keys: usize,
+    jobs: Supervisor,
 }
 
 async fn start(args: &NodeArgs) -> Result<Started, String> {
@@ -253,19 +274,47 @@ async fn start(args: &NodeArgs) -> Result<Started, String> {
         .await
         .map_err(|e| format!("starting the cluster node: {e}"))?;
 
-    match start_products(&node, args).await {
-        Ok((kv, keys, config, names)) => Ok(Started {
+    let (kv, keys, config, names) = match start_products(&node, args).await {
+        Ok(products) => products,
+        Err(e) => {
+            node.shutdown().await;
+            return Err(e);
+        }
+    };
+    match Supervisor::start(&node, jobs_options(node.name(), args)).await {
+        Ok(jobs) => Ok(Started {
             node,
             kv,
             config,
             names,
             keys,
+            jobs,
         }),
         Err(e) => {
+            let _ = names.stop().await;
+            let _ = config.stop().await;
+            let _ = kv.stop().await;
             node.shutdown().await;
-            Err(e)
+            Err(format!("starting the supervisor: {e}"))
         }
     }
+}
+
+/// The supervisor's options: one kind of child, `greeter`, the same actor `register` starts,
+/// so a supervised child answers `call` with the node it runs on.
+fn jobs_options(node: &str, args: &NodeArgs) -> SupervisorOptions {
+    let node = node.to_owned();
+    let mut options = SupervisorOptions::new(JOBS).kind("greeter", move |_: ChildContext| {
+        let greeter = Greeter { node: node.clone() };
+        async move {
+            let (actor, _) = Actor::spawn(None, greeter, ()).await?;
+            Ok(actor.get_cell())
+        }
+    });
+    if let Some(interval) = args.sync_interval {
+        options = options.sync_interval(interval);
+    }
+    options
 }
 
 /// Starts the key-value replica, the configuration Agent and the registry on `node`; on an
@@ -330,6 +379,8 @@ struct Server {
     kv: Kv,
     config: Agent<DemoConfig>,
     names: Registry,
+    /// The distributed supervisor of greeter children.
+    jobs: Supervisor,
     /// The greeters this node started with `register`, by name.
     greeters: Mutex<HashMap<String, ActorRef<GreeterMsg>>>,
     /// Membership events since start, as JSON with `at_ms` (Unix time in ms) added.
@@ -491,6 +542,31 @@ impl Server {
                 await_condition(timeout, check).await
             }
             Command::Call { name, text } => self.call(&name, text).await,
+            Command::StartChild { id } => {
+                match self
+                    .jobs
+                    .start_child(ChildSpec::new(id.clone(), "greeter", Vec::new()))
+                    .await
+                {
+                    Ok(()) => ok(json!({"owner": self.jobs.owner_of(&id)})),
+                    Err(e) => error(e, json!({})),
+                }
+            }
+            Command::WhereChild { id } => ok(json!({
+                "node": self.jobs.whereis(&id),
+                "owner": self.jobs.owner_of(&id),
+            })),
+            Command::AwaitChild {
+                id,
+                expect,
+                timeout,
+            } => {
+                let check = || async {
+                    let node = self.jobs.whereis(&id);
+                    (expect.holds(node.as_deref()), json!({"node": node}))
+                };
+                await_condition(timeout, check).await
+            }
             Command::Help => ok(json!({"help": protocol::HELP})),
             // Handled by the read loop; answered here only for completeness.
             Command::Quit => ok(json!({})),

@@ -43,7 +43,11 @@ names (a Registry of greeter actors):
   await-name <name> <node|*|-> <ms>    until <name> is held by <node> (* any node, - none)
   call <name> <text>                   looks the name up (waiting up to 2 s for it) and calls
                                        its greeter; answers the reply and the node it ran on
-  (to come with the supervisor: starting a supervised child and seeing it fail over)
+supervised children (a distributed DynamicSupervisor of greeters, placed by rendezvous hashing):
+  start-child <id>                     starts greeter child <id> somewhere in the cluster;
+                                       answers the node that owns it
+  where-child <id>                     {\"ok\":true,\"node\":\"..\"|null,\"owner\":\"..\"}: where it runs
+  await-child <id> <node|*|-> <ms>     until child <id> runs on <node> (* anywhere, - nowhere)
   help
   quit                                 (end of input quits too)";
 
@@ -155,8 +159,18 @@ pub(crate) enum Command {
         name: String,
         text: String,
     },
-    // A place kept for the supervisor's commands (start a supervised child, await it on
-    // another node after its node is killed): they come with the DynamicSupervisor.
+    StartChild {
+        id: String,
+    },
+    WhereChild {
+        id: String,
+    },
+    /// `expect` is about the node running the child.
+    AwaitChild {
+        id: String,
+        expect: Expect,
+        timeout: Duration,
+    },
     Trim,
     Help,
     Quit,
@@ -292,6 +306,26 @@ pub(crate) fn parse(line: &str) -> Result<Command, String> {
             arity(3, "await-name <name> <node|*|-> <timeout_ms>")?;
             Ok(Command::AwaitName {
                 name: words[0].to_owned(),
+                expect: expect(words[1]),
+                timeout: timeout(words[2])?,
+            })
+        }
+        "start-child" => {
+            arity(1, "start-child <id>")?;
+            Ok(Command::StartChild {
+                id: words[0].to_owned(),
+            })
+        }
+        "where-child" => {
+            arity(1, "where-child <id>")?;
+            Ok(Command::WhereChild {
+                id: words[0].to_owned(),
+            })
+        }
+        "await-child" => {
+            arity(3, "await-child <id> <node|*|-> <timeout_ms>")?;
+            Ok(Command::AwaitChild {
+                id: words[0].to_owned(),
                 expect: expect(words[1]),
                 timeout: timeout(words[2])?,
             })
@@ -476,6 +510,18 @@ mod tests {
                 expect: Expect::Absent,
                 timeout: Duration::from_millis(10)
             })
+        );
+        assert_eq!(
+            parse("await-child job1 * 10"),
+            Ok(Command::AwaitChild {
+                id: "job1".into(),
+                expect: Expect::Any,
+                timeout: Duration::from_millis(10)
+            })
+        );
+        assert_eq!(
+            parse("start-child job1"),
+            Ok(Command::StartChild { id: "job1".into() })
         );
         assert_eq!(
             parse("call greeter from a"),
