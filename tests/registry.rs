@@ -15,7 +15,6 @@ mod proc;
 
 use proc::Proc;
 use serde_json::json;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "HERD_REGISTRY_TEST_NODE";
@@ -26,28 +25,19 @@ const GONE_WITHIN: Duration = Duration::from_millis(1500 + 1500);
 /// A node when this binary runs as a child; a no-op in a normal test run.
 #[test]
 fn child_node_role() {
-    let Ok(name) = std::env::var(ROLE) else {
-        return;
-    };
-    let seed = std::env::var("HERD_REGISTRY_TEST_SEED").ok();
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    if let Err(e) = rt.block_on(node::run(&name, seed.as_deref())) {
-        panic!("{name}: {e}");
+    let ran = proc::run_node_role(ROLE, |name, seed| async move {
+        node::run(&name, seed.as_deref())
+            .await
+            .map_err(|e| format!("{name}: {e}"))
+    });
+    if let Some(Err(e)) = ran {
+        panic!("{e}");
     }
 }
 
 fn spawn(name: &str, seed: Option<&str>, early: Option<&str>) -> Proc {
-    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
-    cmd.args([
-        "child_node_role",
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(ROLE, name);
-    if let Some(seed) = seed {
-        cmd.env("HERD_REGISTRY_TEST_SEED", seed);
-    }
+    let mut cmd = proc::node_command(ROLE, name, seed);
+    cmd.args(proc::TEST_ROLE_ARGS);
     if let Some(early) = early {
         cmd.env("HERD_REGISTRY_EARLY", early);
     }

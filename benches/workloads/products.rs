@@ -18,7 +18,6 @@ mod presence_node;
 pub(crate) mod proc;
 
 use crate::report::Report;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "HERD_BENCH_AGENT_NODE";
@@ -28,41 +27,26 @@ const SYNC_MS: f64 = 20.0;
 
 /// Runs a node role and exits, when this process was started as one.
 pub(crate) fn run_role_if_child() {
-    if let Ok(name) = std::env::var(PRESENCE_ROLE) {
-        let seed = std::env::var("HERD_BENCH_AGENT_SEED").ok();
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        let code = match rt.block_on(presence_node::run(&name, seed.as_deref())) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("{name}: {e}");
-                1
-            }
-        };
-        std::process::exit(code);
+    let presence = proc::run_node_role(PRESENCE_ROLE, |name, seed| async move {
+        presence_node::run(&name, seed.as_deref())
+            .await
+            .map_err(|e| format!("{name}: {e}"))
+    });
+    let ran = presence.or_else(|| {
+        proc::run_node_role(ROLE, |name, seed| async move {
+            node::run(&name, seed.as_deref(), false)
+                .await
+                .map_err(|e| format!("{name}: {e}"))
+        })
+    });
+    if let Some(result) = ran {
+        proc::exit_with(result);
     }
-    let Ok(name) = std::env::var(ROLE) else {
-        return;
-    };
-    let seed = std::env::var("HERD_BENCH_AGENT_SEED").ok();
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let code = match rt.block_on(node::run(&name, seed.as_deref(), false)) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            1
-        }
-    };
-    std::process::exit(code);
 }
 
 /// Starts one agent node: this bench binary re-executed in the node role.
 fn agent_node(name: &str, seed: Option<&str>) -> proc::Proc {
-    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
-    cmd.env(ROLE, name);
-    if let Some(seed) = seed {
-        cmd.env("HERD_BENCH_AGENT_SEED", seed);
-    }
-    proc::Proc::spawn(name, cmd, WAIT)
+    proc::Proc::spawn(name, proc::node_command(ROLE, name, seed), WAIT)
 }
 
 /// The change lines a node printed so far: (arrival, value).
@@ -172,12 +156,11 @@ pub(crate) fn agent(r: &mut Report) {
 }
 
 fn presence_node(name: &str, seed: Option<&str>) -> proc::Proc {
-    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
-    cmd.env(PRESENCE_ROLE, name);
-    if let Some(seed) = seed {
-        cmd.env("HERD_BENCH_AGENT_SEED", seed);
-    }
-    proc::Proc::spawn(name, cmd, PRESENCE_WAIT)
+    proc::Proc::spawn(
+        name,
+        proc::node_command(PRESENCE_ROLE, name, seed),
+        PRESENCE_WAIT,
+    )
 }
 
 /// Deadline of one presence step: 100,000 entries can take minutes to spread (see the book).

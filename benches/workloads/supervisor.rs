@@ -16,10 +16,9 @@
 #[allow(dead_code, unreachable_pub)]
 mod node;
 
-use crate::products::proc::Proc;
+use crate::products::proc::{self, Proc};
 use crate::report::Report;
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "HERD_BENCH_SUP_NODE";
@@ -29,28 +28,18 @@ const ROUND_CHILDREN: usize = 50;
 
 /// Runs the node role and exits, when this process was started as one.
 pub(crate) fn run_role_if_child() {
-    let Ok(name) = std::env::var(ROLE) else {
-        return;
-    };
-    let seed = std::env::var("HERD_BENCH_SUP_SEED").ok();
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let code = match rt.block_on(node::run(&name, seed.as_deref())) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            1
-        }
-    };
-    std::process::exit(code);
+    let ran = proc::run_node_role(ROLE, |name, seed| async move {
+        node::run(&name, seed.as_deref())
+            .await
+            .map_err(|e| format!("{name}: {e}"))
+    });
+    if let Some(result) = ran {
+        proc::exit_with(result);
+    }
 }
 
 fn spawn(name: &str, seed: Option<&str>) -> Proc {
-    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
-    cmd.env(ROLE, name);
-    if let Some(seed) = seed {
-        cmd.env("HERD_BENCH_SUP_SEED", seed);
-    }
-    Proc::spawn(name, cmd, WAIT)
+    Proc::spawn(name, proc::node_command(ROLE, name, seed), WAIT)
 }
 
 /// The census of these nodes together: id -> live copies.

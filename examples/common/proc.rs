@@ -2,10 +2,54 @@
 //! the examples, the tests across processes and the product workloads use to run nodes.
 //! Plain std (threads and channels); every wait has a deadline.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// The arguments that make a test binary run only its `child_node_role` test: how a test
+/// re-executes itself as a node (ractor's registries are global to a process).
+pub(crate) const TEST_ROLE_ARGS: [&str; 4] = [
+    "child_node_role",
+    "--exact",
+    "--nocapture",
+    "--test-threads=1",
+];
+
+/// A command re-executing this binary as node `name` of `role`: the environment variable
+/// `role` holds the name and `{role}_SEED` the seed's address. See [`run_node_role`].
+pub(crate) fn node_command(role: &str, name: &str, seed: Option<&str>) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
+    cmd.env(role, name);
+    if let Some(seed) = seed {
+        cmd.env(format!("{role}_SEED"), seed);
+    }
+    cmd
+}
+
+/// When this process was started by [`node_command`] for `role`, runs `node(name, seed)` on a
+/// fresh tokio runtime and returns its result; `None` otherwise (the process is the driver).
+pub(crate) fn run_node_role<F>(
+    role: &str,
+    node: impl FnOnce(String, Option<String>) -> F,
+) -> Option<Result<(), String>>
+where
+    F: Future<Output = Result<(), String>>,
+{
+    let name = std::env::var(role).ok()?;
+    let seed = std::env::var(format!("{role}_SEED")).ok();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    Some(rt.block_on(node(name, seed)))
+}
+
+/// Ends a node process with its role's result: exit code 0, or 1 with the error on stderr.
+pub(crate) fn exit_with(result: Result<(), String>) -> ! {
+    if let Err(e) = &result {
+        eprintln!("{e}");
+    }
+    std::process::exit(i32::from(result.is_err()))
+}
 
 /// A node process and its output lines (with the instant each arrived).
 pub(crate) struct Proc {

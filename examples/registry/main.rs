@@ -18,17 +18,14 @@ mod node;
 mod proc;
 
 use proc::Proc;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// The environment variable naming the node this process runs as, when it is a child.
+const ROLE: &str = "HERD_EXAMPLE_NODE";
 const WAIT: Duration = Duration::from_secs(20);
 
 fn spawn(name: &str, seed: Option<&str>, early: Option<&str>) -> Proc {
-    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
-    cmd.env("HERD_EXAMPLE_NODE", name);
-    if let Some(seed) = seed {
-        cmd.env("HERD_EXAMPLE_SEED", seed);
-    }
+    let mut cmd = proc::node_command(ROLE, name, seed);
     if let Some(early) = early {
         cmd.env("HERD_REGISTRY_EARLY", early);
     }
@@ -36,14 +33,13 @@ fn spawn(name: &str, seed: Option<&str>, early: Option<&str>) -> Proc {
 }
 
 fn main() {
-    if let Ok(name) = std::env::var("HERD_EXAMPLE_NODE") {
-        let seed = std::env::var("HERD_EXAMPLE_SEED").ok();
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        if let Err(e) = rt.block_on(node::run(&name, seed.as_deref())) {
-            eprintln!("{name}: {e}");
-            std::process::exit(1);
-        }
-        return;
+    let ran = proc::run_node_role(ROLE, |name, seed| async move {
+        node::run(&name, seed.as_deref())
+            .await
+            .map_err(|e| format!("{name}: {e}"))
+    });
+    if let Some(result) = ran {
+        proc::exit_with(result);
     }
     let start = Instant::now();
     let t = || format!("[{:5.2} s]", start.elapsed().as_secs_f64());
