@@ -422,24 +422,41 @@ impl<C: MapView> Replica<C> {
             WriteConcern::All(_) => neighbours.len(),
             _ => neighbours.len().div_ceil(2),
         };
+        let shortfall = self
+            .until_neighbours(started + wait, required, |sync| {
+                sync.acknowledged(seq, &neighbours)
+            })
+            .await?;
+        match shortfall {
+            None => Ok(()),
+            Some(acknowledged) => Err(ReplicaError::NotAcknowledged {
+                acknowledged,
+                required,
+                waited: started.elapsed(),
+            }),
+        }
+    }
+
+    /// Waits until `count` (read under the lock after every message from a neighbour) reaches
+    /// `required`, or `deadline`; the shared loop of the write and read concerns. Returns
+    /// `None` once reached, the count at the deadline otherwise.
+    async fn until_neighbours(
+        &self,
+        deadline: Instant,
+        required: usize,
+        count: impl Fn(&SyncState<C, String>) -> usize,
+    ) -> Result<Option<usize>, ReplicaError> {
         loop {
             let notified = self.shared.acks.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let acknowledged = self.shared.lock().sync.acknowledged(seq, &neighbours);
-            if acknowledged >= required {
-                return Ok(());
+            let counted = count(&self.shared.lock().sync);
+            if counted >= required {
+                return Ok(None);
             }
             self.ensure_running()?;
-            if tokio::time::timeout_at(started + wait, notified)
-                .await
-                .is_err()
-            {
-                return Err(ReplicaError::NotAcknowledged {
-                    acknowledged,
-                    required,
-                    waited: started.elapsed(),
-                });
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Some(counted));
             }
         }
     }
@@ -486,25 +503,18 @@ impl<C: MapView> Replica<C> {
             ReadConcern::All(_) => neighbours.len(),
             _ => neighbours.len().div_ceil(2),
         };
-        loop {
-            let notified = self.shared.acks.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let included = self.shared.lock().sync.probe_included(probe, &neighbours);
-            if included >= required {
-                return Ok(());
-            }
-            self.ensure_running()?;
-            if tokio::time::timeout_at(started + wait, notified)
-                .await
-                .is_err()
-            {
-                return Err(ReplicaError::NotCaughtUp {
-                    included,
-                    required,
-                    waited: started.elapsed(),
-                });
-            }
+        let shortfall = self
+            .until_neighbours(started + wait, required, |sync| {
+                sync.probe_included(probe, &neighbours)
+            })
+            .await?;
+        match shortfall {
+            None => Ok(()),
+            Some(included) => Err(ReplicaError::NotCaughtUp {
+                included,
+                required,
+                waited: started.elapsed(),
+            }),
         }
     }
 
