@@ -9,6 +9,7 @@
 
 #[path = "../../src/bin/herd/client.rs"]
 mod client;
+pub(crate) mod netns;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

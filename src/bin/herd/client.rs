@@ -41,6 +41,9 @@ pub(crate) struct NodeSpec {
     pub(crate) log_level: Option<String>,
     /// Extra environment variables for the child (`HERD_COOKIE`, ...).
     pub(crate) env: Vec<(String, String)>,
+    /// A Linux network namespace to run the node in (`ip netns exec <ns> herd ...`, which
+    /// execs the node itself, so signals reach it); `None` runs it in this one.
+    pub(crate) netns: Option<String>,
 }
 
 impl NodeSpec {
@@ -58,7 +61,20 @@ impl NodeSpec {
             log_file: None,
             log_level: None,
             env: Vec::new(),
+            netns: None,
         }
+    }
+
+    /// Runs the node in network namespace `ns` (see [`NodeSpec::netns`]).
+    pub(crate) fn netns(mut self, ns: impl Into<String>) -> Self {
+        self.netns = Some(ns.into());
+        self
+    }
+
+    /// Sets `--listen`.
+    pub(crate) fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = addr.into();
+        self
     }
 
     /// Sets an environment variable for the child.
@@ -247,7 +263,14 @@ impl NodeProcess {
             ),
             None => Stdio::null(),
         };
-        let mut command = Command::new(&self.exe);
+        let mut command = match &self.spec.netns {
+            None => Command::new(&self.exe),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.exe);
+                c
+            }
+        };
         command
             .args(self.spec.args())
             .stdin(Stdio::piped())

@@ -436,6 +436,16 @@ impl Server {
                 Err(e) => error(e, json!({})),
             },
             Command::Get { key } => ok(json!({"value": self.kv.get(&key)})),
+            Command::Keys { prefix } => {
+                let mut keys: Vec<String> = self
+                    .kv
+                    .to_map()
+                    .into_keys()
+                    .filter(|k| k.starts_with(&prefix))
+                    .collect();
+                keys.sort_unstable();
+                ok(json!({ "keys": keys }))
+            }
             Command::Del { key } => match self.kv.delete(&key).await {
                 Ok(()) => ok(json!({})),
                 Err(e) => error(e, json!({})),

@@ -20,6 +20,7 @@ commands (one per line, each answered by one JSON line):
   put <key> <value>                    value = rest of the line; answers once the put returned
   get <key>                            {\"ok\":true,\"value\":\"..\"|null}
   del <key>
+  keys [<prefix>]                      {\"ok\":true,\"keys\":[..]}: every key (with that prefix), sorted
   members                              members, each peer's state (up|suspected|down) and the
                                        failure detector's figures, the replica's neighbours
   events                               membership events since start, with unix times in ms
@@ -95,6 +96,10 @@ pub(crate) enum Command {
     },
     Get {
         key: String,
+    },
+    /// Every key with `prefix`, sorted.
+    Keys {
+        prefix: String,
     },
     Del {
         key: String,
@@ -212,6 +217,15 @@ pub(crate) fn parse(line: &str) -> Result<Command, String> {
                 key: words[0].to_owned(),
             })
         }
+        "keys" => match words.as_slice() {
+            [] => Ok(Command::Keys {
+                prefix: String::new(),
+            }),
+            [prefix] => Ok(Command::Keys {
+                prefix: (*prefix).to_owned(),
+            }),
+            _ => Err("usage: keys [<prefix>]".to_owned()),
+        },
         "members" => arity(0, "members").map(|()| Command::Members),
         "events" => arity(0, "events").map(|()| Command::Events),
         "await-state" => {
@@ -436,6 +450,19 @@ mod tests {
         );
         assert!(parse("await-state b sideways 50").is_err());
         assert_eq!(parse("stats"), Ok(Command::Stats));
+        assert_eq!(
+            parse("keys e-"),
+            Ok(Command::Keys {
+                prefix: "e-".into()
+            })
+        );
+        assert_eq!(
+            parse("keys"),
+            Ok(Command::Keys {
+                prefix: String::new()
+            })
+        );
+        assert!(parse("keys a b").is_err());
         assert_eq!(parse("trim"), Ok(Command::Trim));
         assert_eq!(
             parse("bulk-put k 10 8"),
