@@ -80,6 +80,9 @@ fn say(line: &str) {
 /// Registrations, removals and conflicts seen.
 type Counts = Arc<Mutex<(u64, u64, u64)>>;
 
+/// Membership downs seen by this node, by reason (for the `cluster` command).
+static DOWNS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
 /// Runs one node until stdin closes.
 pub(crate) async fn run(name: &str, seed: Option<&str>) -> Result<(), String> {
     let mut config = NodeConfig::new(name).listen("127.0.0.1:0".parse().map_err(|_| "addr")?);
@@ -98,6 +101,18 @@ pub(crate) async fn run(name: &str, seed: Option<&str>) -> Result<(), String> {
     let registry = Registry::start(&node, options)
         .await
         .map_err(|e| e.to_string())?;
+    let mut membership = node.subscribe();
+    tokio::spawn(async move {
+        while let Ok(event) = membership.events.recv().await {
+            if let herd::cluster::MemberEvent::Down { reason, .. } = event {
+                *DOWNS
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(format!("{reason:?}"))
+                    .or_default() += 1;
+            }
+        }
+    });
     let counts: Counts = Arc::default();
     let mut events = registry.subscribe();
     let counter = counts.clone();
@@ -277,6 +292,11 @@ async fn command(
                 .get(*name)
                 .is_some_and(|a| a.get_status() == ractor::ActorStatus::Running);
             format!("VALUE {alive}")
+        }
+        ["cluster"] => {
+            let mut stats = serde_json::to_value(node.stats()).unwrap_or_default();
+            stats["downs"] = json!(*DOWNS.lock().unwrap_or_else(|e| e.into_inner()));
+            format!("VALUE {stats}")
         }
         ["events"] => {
             let c = *counts.lock().unwrap_or_else(|e| e.into_inner());

@@ -124,6 +124,16 @@ pub struct DetectorConfig {
     /// Down ([`DownReason::ConnectionClosed`]). Default 1 s: the dialer's first retries come
     /// after 50, 100 and 200 ms (250 ms for learned peers).
     pub reconnect_grace: Duration,
+    /// How long a peer whose session just authenticated may stay silent before its first
+    /// heartbeat without being declared unresponsive. Default 5 s. A new session starts with
+    /// both sides sending every published actor (one ractor pg message per published name,
+    /// tens of thousands for a large Registry), during which neither side's session reads
+    /// anything else, and the first heartbeats queue behind them. Without this grace a busy
+    /// peer was declared Down, its session closed, the next session began with the same
+    /// flood, and the cluster never settled. Once a heartbeat has arrived, `down_after`
+    /// applies as usual; a peer that hangs before its first heartbeat is reported after this
+    /// window; a closed connection is reported as before.
+    pub session_grace: Duration,
 }
 
 impl Default for DetectorConfig {
@@ -133,6 +143,7 @@ impl Default for DetectorConfig {
             suspect_after: Duration::from_millis(600),
             down_after: Duration::from_millis(1500),
             reconnect_grace: Duration::from_secs(1),
+            session_grace: Duration::from_secs(5),
         }
     }
 }
@@ -172,6 +183,8 @@ struct Peer {
     left: bool,
     /// Deadline base: the last heartbeat, or when it came up.
     last_heard: Instant,
+    /// When it last came up: no Unresponsive before [`DetectorConfig::session_grace`] after.
+    up_since: Instant,
     /// When its last session closed, while it is still up.
     closed_since: Option<Instant>,
     /// The last heartbeat's arrival, for the gap figures.
@@ -189,6 +202,7 @@ impl Peer {
             live: false,
             left: false,
             last_heard: now,
+            up_since: now,
             closed_since: None,
             last_beat: None,
             mean_gap: None,
@@ -242,6 +256,7 @@ impl Detector {
         p.down_reason = None;
         p.left = false;
         p.last_heard = now;
+        p.up_since = now;
         p.closed_since = None;
         // Gaps across a down period say nothing about the detector's margin.
         p.last_beat = None;
@@ -351,7 +366,10 @@ impl Detector {
                 if now.saturating_duration_since(since) >= self.config.reconnect_grace {
                     down.push((name.clone(), DownReason::ConnectionClosed));
                 }
-            } else if now.saturating_duration_since(p.last_heard) >= self.config.down_after {
+            } else if now.saturating_duration_since(p.last_heard) >= self.config.down_after
+                && (p.last_beat.is_some()
+                    || now.saturating_duration_since(p.up_since) >= self.config.session_grace)
+            {
                 down.push((name.clone(), DownReason::Unresponsive));
             }
         }
@@ -485,7 +503,7 @@ mod tests {
         let mut d = Detector::new(c);
         d.handle_tick(t);
         d.handle_session_up(t, "b");
-        run(&mut d, &mut t, 1000 * MS, &["b"]);
+        run(&mut d, &mut t, c.session_grace + 1000 * MS, &["b"]);
         let last = t;
         while d.members().contains("b") {
             t += c.tick_interval();
@@ -555,7 +573,7 @@ mod tests {
         let mut d = Detector::new(DetectorConfig::default());
         d.handle_tick(t);
         d.handle_session_up(t, "b");
-        run(&mut d, &mut t, 2000 * MS, &[]);
+        run(&mut d, &mut t, 6000 * MS, &[]);
         assert_eq!(d.poll_disconnect().as_deref(), Some("b"));
         d.handle_heartbeat(t, "b");
         assert_eq!(
@@ -570,8 +588,8 @@ mod tests {
         let mut d = Detector::new(DetectorConfig::default());
         d.handle_tick(t);
         d.handle_session_up(t, "b");
-        // No heartbeats for 3 s, but sync messages every 300 ms: still up.
-        for _ in 0..10 {
+        // No heartbeats for 6 s, but sync messages every 300 ms: still up.
+        for _ in 0..20 {
             run(&mut d, &mut t, 300 * MS, &[]);
             d.handle_activity(t, "b");
         }
@@ -597,6 +615,36 @@ mod tests {
             drain(&mut d),
             [up("b"), down("b", DownReason::Left), up("b")]
         );
+    }
+
+    #[test]
+    fn a_new_session_has_its_grace_before_silence_counts() {
+        let mut t = Instant::now();
+        let c = DetectorConfig::default();
+        let mut d = Detector::new(c);
+        d.handle_tick(t);
+        d.handle_session_up(t, "b");
+        let up_at = t;
+        // Its first heartbeats are stuck behind the initial exchange: no Down in the grace.
+        run(&mut d, &mut t, c.session_grace - 100 * MS, &[]);
+        assert_eq!(drain(&mut d), [up("b")]);
+        while d.members().contains("b") {
+            t += c.tick_interval();
+            d.handle_tick(t);
+        }
+        let took = t - up_at;
+        assert!(took >= c.session_grace && took <= c.session_grace + c.tick_interval());
+        assert_eq!(drain(&mut d), [down("b", DownReason::Unresponsive)]);
+        // After the grace, silence counts from the last heartbeat as before.
+        d.handle_session_down(t, "b");
+        d.handle_session_up(t, "b");
+        run(&mut d, &mut t, c.session_grace, &["b"]);
+        let last = t;
+        while d.members().contains("b") {
+            t += c.tick_interval();
+            d.handle_tick(t);
+        }
+        assert!(t - last <= c.down_after + c.tick_interval() + 200 * MS);
     }
 
     #[test]
