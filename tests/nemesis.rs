@@ -401,3 +401,44 @@ fn a_name_registered_on_both_sides_of_a_split_has_one_winner_after_healing() {
         assert_eq!(c.nodes[i].ok("whereis leader")["node"], winner);
     }
 }
+
+/// The Agent under a split: different fields changed on both sides are all kept after
+/// healing, and one field changed on both sides has one winner everywhere: the later write
+/// by hybrid clock (the nodes share this machine's clock, so the later one in real time).
+#[test]
+fn agent_updates_on_both_sides_of_a_split_are_all_kept() {
+    let test = "agent split";
+    let Some(mut c) = Cluster::start(test, 3, false) else {
+        return;
+    };
+    c.net.split(&[0], &[1, 2]);
+    c.await_state(0, 1, false);
+    c.await_state(1, 0, false);
+    // Different fields on each side, and one field on both (n2's write is the later one).
+    c.nodes[0].ok("config-set maintenance true");
+    c.nodes[1].ok("config-set features.left true");
+    c.nodes[2].ok("config-set features.right true");
+    c.nodes[0].ok("config-set max_conns 700");
+    // Apart by more than the clocks' resolution, so which write is later is not a tie.
+    std::thread::sleep(Duration::from_millis(20));
+    c.nodes[2].ok("config-set max_conns 900");
+    // The split is real: the right side has not seen the left side's change.
+    assert_ne!(c.nodes[1].ok("config-get")["config"]["maintenance"], true);
+    c.net.heal_all();
+    for i in 0..3 {
+        c.nodes[i].await_members(2);
+    }
+    support::eventually(CONVERGE, "every change, the same everywhere", || {
+        let all: Vec<_> = (0..3)
+            .map(|i| c.nodes[i].ok("config-get")["config"].clone())
+            .collect();
+        let want = |v: &serde_json::Value| {
+            v["maintenance"] == true
+                && v["features"]["left"] == true
+                && v["features"]["right"] == true
+                && v["max_conns"] == 900
+        };
+        all.iter().all(want).then_some(())
+    });
+    eprintln!("{test}: every change kept, max_conns resolved to the later write (900) everywhere");
+}
