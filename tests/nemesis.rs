@@ -138,6 +138,23 @@ impl Cluster {
         self.nodes[at].await_state(&Self::name(of), up);
     }
 
+    /// Cuts every link between `left` and `right`, and waits until the first node of each
+    /// side reports the first of the other Down: proof the partition took effect.
+    fn split(&mut self, left: &[usize], right: &[usize]) {
+        self.net.split(left, right);
+        self.await_state(left[0], right[0], false);
+        self.await_state(right[0], left[0], false);
+    }
+
+    /// Heals every link and waits until every node sees all the others as members.
+    fn heal(&mut self) {
+        self.net.heal_all();
+        let others = self.nodes.len() - 1;
+        for node in &mut self.nodes {
+            node.await_members(others);
+        }
+    }
+
     fn elements(&mut self, i: usize) -> BTreeSet<String> {
         strings(&self.nodes[i].ok("keys e")["keys"])
             .into_iter()
@@ -270,19 +287,14 @@ fn a_split_with_a_kill_on_the_larger_side_loses_nothing() {
     };
     let mut h = History::new(5, 4);
     h.rounds(&mut c, 4);
-    c.net.split(&[0, 1], &[2, 3, 4]);
-    c.await_state(0, 2, false);
-    c.await_state(2, 0, false);
+    c.split(&[0, 1], &[2, 3, 4]);
     h.rounds(&mut c, 8);
     c.kill(4);
     h.rounds(&mut c, 8);
     c.restart(4);
     c.await_state(4, 2, true);
     h.rounds(&mut c, 8);
-    c.net.heal_all();
-    for i in 0..5 {
-        c.nodes[i].await_members(4);
-    }
+    c.heal();
     h.rounds(&mut c, 4);
     check(test, &mut c, &h);
 }
@@ -365,9 +377,7 @@ fn a_name_registered_on_both_sides_of_a_split_has_one_winner_after_healing() {
     let Some(mut c) = Cluster::start(test, 3, false) else {
         return;
     };
-    c.net.split(&[0], &[1, 2]);
-    c.await_state(0, 1, false);
-    c.await_state(1, 0, false);
+    c.split(&[0], &[1, 2]);
     c.nodes[0].ok("register leader");
     c.nodes[2].ok("register leader");
     for (i, name) in [(0, "left-only"), (1, "right-only")] {
@@ -376,10 +386,7 @@ fn a_name_registered_on_both_sides_of_a_split_has_one_winner_after_healing() {
     // Each side sees its own claim.
     c.nodes[0].wait("await-name leader n0");
     c.nodes[1].wait("await-name leader n2");
-    c.net.heal_all();
-    for i in 0..3 {
-        c.nodes[i].await_members(2);
-    }
+    c.heal();
     let winner = support::eventually(CONVERGE, "one holder of leader everywhere", || {
         let held: Vec<_> = (0..3)
             .map(|i| c.nodes[i].ok("whereis leader")["node"].clone())
@@ -413,9 +420,7 @@ fn agent_updates_on_both_sides_of_a_split_are_all_kept() {
     let Some(mut c) = Cluster::start(test, 3, false) else {
         return;
     };
-    c.net.split(&[0], &[1, 2]);
-    c.await_state(0, 1, false);
-    c.await_state(1, 0, false);
+    c.split(&[0], &[1, 2]);
     // Different fields on each side, and one field on both (n2's write is the later one).
     c.nodes[0].ok("config-set maintenance true");
     c.nodes[1].ok("config-set features.left true");
@@ -426,10 +431,7 @@ fn agent_updates_on_both_sides_of_a_split_are_all_kept() {
     c.nodes[2].ok("config-set max_conns 900");
     // The split is real: the right side has not seen the left side's change.
     assert_ne!(c.nodes[1].ok("config-get")["config"]["maintenance"], true);
-    c.net.heal_all();
-    for i in 0..3 {
-        c.nodes[i].await_members(2);
-    }
+    c.heal();
     support::eventually(CONVERGE, "every change, the same everywhere", || {
         let all: Vec<_> = (0..3)
             .map(|i| c.nodes[i].ok("config-get")["config"].clone())
@@ -456,16 +458,11 @@ fn the_lone_node_shows_the_other_sides_names_after_healing() {
     let Some(mut c) = Cluster::start(test, 3, false) else {
         return;
     };
-    c.net.split(&[0], &[1, 2]);
-    c.await_state(0, 1, false);
-    c.await_state(1, 0, false);
+    c.split(&[0], &[1, 2]);
     c.nodes[0].ok("register leader");
     c.nodes[2].ok("register leader");
     c.nodes[1].ok("register right-only");
-    c.net.heal_all();
-    for i in 0..3 {
-        c.nodes[i].await_members(2);
-    }
+    c.heal();
     for i in 0..3 {
         c.nodes[i].wait("await-name right-only n1");
     }
