@@ -1,6 +1,7 @@
 //! `Registry` across real node processes on loopback: a name registered on one node called
 //! from another, gone from the survivors once its node is SIGKILLed, one winner for a name
-//! claimed on two nodes (the loser stopped), and a joining node that misses no name.
+//! claimed on two nodes (the loser stopped), a joining node that misses no name, and casts
+//! and calls through the holding node's endpoint that reach only the claim they were for.
 //!
 //! The nodes are this test binary re-executed (ractor's registries are global to a process),
 //! running the registry example's node role (`examples/registry/node.rs`). Every wait is a
@@ -86,6 +87,59 @@ fn a_name_is_called_across_nodes_and_leaves_when_its_node_is_killed() {
         "names gone {took:?} after the kill, more than {GONE_WITHIN:?}"
     );
     assert!(a.ask("call svc-1 100").starts_with("ERR"));
+}
+
+/// Messages to a remote name go through its node's registry endpoint: casts arrive in
+/// order; a handle kept from before the name was registered again reaches nobody (an error
+/// answer, not the new actor and not a hang), while a fresh lookup reaches the new actor.
+#[test]
+fn casts_and_calls_reach_only_the_claim_they_were_looked_up_for() {
+    if std::env::var(ROLE).is_ok() {
+        return;
+    }
+    let mut a = spawn("a", None, None);
+    let mut b = spawn("b", Some(&a.listen), None);
+    assert_eq!(
+        b.value("register svc 1"),
+        json!({"registered": 1, "already": 0})
+    );
+    a.value(&format!("count svc 1 {}", ms()));
+    for text in ["one", "two", "three"] {
+        assert_eq!(a.ask(&format!("cast svc {text}")), "OK");
+    }
+    let end = Instant::now() + WAIT;
+    loop {
+        let heard = b.value("heard svc");
+        if heard == json!(["one", "two", "three"]) {
+            break;
+        }
+        assert!(Instant::now() < end, "b's actor heard {heard}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(a.ask(&format!("keep svc {}", ms())), "OK");
+    assert_eq!(
+        a.value(&format!("call-kept svc {}", ms())),
+        json!("hello from b")
+    );
+    // The actor stops and a new one takes the name: a new claim.
+    assert_eq!(b.ask("stop svc"), "OK");
+    a.value(&format!("count svc 0 {}", ms()));
+    assert_eq!(
+        b.value("register svc 1"),
+        json!({"registered": 1, "already": 0})
+    );
+    a.value(&format!("count svc 1 {}", ms()));
+    let stale = a.ask(&format!("call-kept svc {}", ms()));
+    assert!(stale.starts_with("ERR"), "a stale handle answered {stale}");
+    assert_eq!(
+        a.value(&format!("call svc {}", ms())),
+        json!("hello from b")
+    );
+    assert_eq!(
+        b.value("heard svc"),
+        json!([]),
+        "the new actor heard nothing old"
+    );
 }
 
 #[test]

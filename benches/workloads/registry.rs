@@ -115,7 +115,7 @@ pub(crate) fn registry(r: &mut Report) {
         "sessions",
         Some(0.0),
     );
-    if !short.is_empty() {
+    if !short.is_empty() || sessions > sessions_before {
         for p in [&mut a, &mut b, &mut c] {
             let stats = p.value("cluster");
             eprintln!("{}: {stats}", p.name);

@@ -17,6 +17,11 @@
 //! * `calls <prefix> <n>`: looks up and calls the first `n` names with `prefix`; the same
 //!   figures for one lookup and call;
 //! * `alive <name>`: whether this node's actor registered under `name` still runs;
+//! * `cast <name> <text>`: looks the name up (waiting up to 5 s) and casts `text` to it;
+//! * `heard <name>`: what this node's actor under `name` was cast, in order;
+//! * `stop <name>`: stops this node's actor under `name` (its name goes with it);
+//! * `keep <name> <ms>`: looks the name up and keeps what it found; `call-kept <name> <ms>`
+//!   calls that, however the name moved since (a claim no longer held answers an error);
 //! * `events`: how many registrations, removals and conflicts this node's subscriber saw.
 //!
 //! Events: `READY <listen address>` once. With `HERD_REGISTRY_EARLY=<name>` the node
@@ -24,7 +29,7 @@
 //! partition", to show a conflict).
 
 use herd::cluster::{Node, NodeConfig};
-use herd::registry::{Registry, RegistryError, RegistryEvent, RegistryOptions};
+use herd::registry::{NamedActor, Registry, RegistryError, RegistryEvent, RegistryOptions};
 use herd::replica::ReplicaOptions;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
@@ -41,6 +46,11 @@ pub(crate) enum EchoMsg {
     /// Answers with the text and the node's name.
     #[rpc]
     Echo(String, RpcReplyPort<String>),
+    /// Remembers the text (a cast).
+    Remember(String),
+    /// Answers what it remembered, in order, as a JSON array.
+    #[rpc]
+    Heard(RpcReplyPort<String>),
 }
 
 struct Echo {
@@ -49,22 +59,30 @@ struct Echo {
 
 impl Actor for Echo {
     type Msg = EchoMsg;
-    type State = ();
+    type State = Vec<String>;
     type Arguments = ();
 
-    async fn pre_start(&self, _: ActorRef<EchoMsg>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
+    async fn pre_start(
+        &self,
+        _: ActorRef<EchoMsg>,
+        _: (),
+    ) -> Result<Vec<String>, ActorProcessingErr> {
+        Ok(Vec::new())
     }
 
     async fn handle(
         &self,
         _: ActorRef<EchoMsg>,
         msg: EchoMsg,
-        _: &mut (),
+        heard: &mut Vec<String>,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             EchoMsg::Echo(text, reply) => {
                 let _ = reply.send(format!("{text} from {}", self.node));
+            }
+            EchoMsg::Remember(text) => heard.push(text),
+            EchoMsg::Heard(reply) => {
+                let _ = reply.send(json!(heard).to_string());
             }
         }
         Ok(())
@@ -127,6 +145,7 @@ pub(crate) async fn run(name: &str, seed: Option<&str>) -> Result<(), String> {
         }
     });
     let mut actors: HashMap<String, ActorRef<EchoMsg>> = HashMap::new();
+    let mut kept: HashMap<String, NamedActor<EchoMsg>> = HashMap::new();
     if let Some(name) = early {
         let answer = register(&node, &registry, &mut actors, &name, 1).await;
         if answer.starts_with("ERR") {
@@ -136,7 +155,7 @@ pub(crate) async fn run(name: &str, seed: Option<&str>) -> Result<(), String> {
     say(&format!("READY {}", node.listen_addr()));
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        let answer = command(&node, &registry, &mut actors, &counts, &line).await;
+        let answer = command(&node, &registry, &mut actors, &mut kept, &counts, &line).await;
         say(&answer);
     }
     for actor in actors.values() {
@@ -198,6 +217,7 @@ async fn command(
     node: &Node,
     registry: &Registry,
     actors: &mut HashMap<String, ActorRef<EchoMsg>>,
+    kept: &mut HashMap<String, NamedActor<EchoMsg>>,
     counts: &Counts,
     line: &str,
 ) -> String {
@@ -234,8 +254,20 @@ async fn command(
                 return "ERR usage: count <prefix> <n> <ms>".into();
             };
             let end = Instant::now() + Duration::from_millis(ms);
+            // Count again only after the subscriber saw a change: a count is a scan, and
+            // scanning 100,000 names every 5 ms costs the node a core's tenth.
+            let generation = || {
+                let c = *counts.lock().unwrap_or_else(|e| e.into_inner());
+                c.0 + c.1 + c.2
+            };
+            let mut counted = None;
+            let mut shown = 0;
             loop {
-                let shown = registry.count_prefix(prefix);
+                let now = generation();
+                if counted != Some(now) {
+                    counted = Some(now);
+                    shown = registry.count_prefix(prefix);
+                }
                 if shown == n {
                     return format!("VALUE {shown}");
                 }
@@ -292,6 +324,62 @@ async fn command(
                 .get(*name)
                 .is_some_and(|a| a.get_status() == ractor::ActorStatus::Running);
             format!("VALUE {alive}")
+        }
+        ["cast", name, text] => {
+            let Some(actor) = registry
+                .lookup_within::<EchoMsg>(name, Duration::from_secs(5))
+                .await
+            else {
+                return format!("ERR {name} not found");
+            };
+            match actor.cast(EchoMsg::Remember((*text).to_owned())) {
+                Ok(()) => "OK".into(),
+                Err(e) => format!("ERR {e}"),
+            }
+        }
+        ["heard", name] => {
+            let Some(actor) = actors.get(*name) else {
+                return format!("ERR no actor of this node under {name}");
+            };
+            match ractor::call_t!(actor, EchoMsg::Heard, 5000) {
+                Ok(heard) => format!("VALUE {heard}"),
+                Err(e) => format!("ERR {e}"),
+            }
+        }
+        ["stop", name] => match actors.remove(*name) {
+            Some(actor) => match actor
+                .stop_and_wait(None, Some(Duration::from_secs(5)))
+                .await
+            {
+                Ok(()) => "OK".into(),
+                Err(e) => format!("ERR {e}"),
+            },
+            None => format!("ERR no actor of this node under {name}"),
+        },
+        ["keep", name, ms] => {
+            let Ok(ms) = ms.parse::<u64>() else {
+                return "ERR ms must be a number".into();
+            };
+            let wait = Duration::from_millis(ms);
+            match registry.lookup_within::<EchoMsg>(name, wait).await {
+                Some(actor) => {
+                    kept.insert((*name).to_owned(), actor);
+                    "OK".into()
+                }
+                None => format!("ERR {name} not found"),
+            }
+        }
+        ["call-kept", name, ms] => {
+            let Ok(ms) = ms.parse::<u64>() else {
+                return "ERR ms must be a number".into();
+            };
+            let Some(actor) = kept.get(*name) else {
+                return format!("ERR nothing kept for {name}");
+            };
+            match ractor::call_t!(actor, EchoMsg::Echo, ms, "hello".to_owned()) {
+                Ok(reply) => format!("VALUE {}", json!(reply)),
+                Err(e) => format!("ERR {e}"),
+            }
         }
         ["cluster"] => {
             let mut stats = serde_json::to_value(node.stats()).unwrap_or_default();

@@ -2,9 +2,10 @@
 //!
 //! # The model
 //! A node [`register`](Registry::register)s one of its own actors under a name; any node can
-//! [`lookup`](Registry::lookup) the name and get something to `cast`/`call` — the actor itself
-//! on its own node, a remote stand-in on the others (the actor is made reachable through the
-//! cluster layer with [`Node::publish`]). [`whereis`](Registry::whereis) says which node holds
+//! [`lookup`](Registry::lookup) the name and get a [`NamedActor`] to `cast`/`call` — the actor
+//! itself on its own node; on the others, messages go through the registry's one endpoint
+//! actor on the holding node (one per node, not one cluster-layer group per name: see
+//! `endpoint.rs` for why). [`whereis`](Registry::whereis) says which node holds
 //! a name, [`select`](Registry::select) lists names by prefix, [`count`](Registry::count)
 //! counts them, and [`subscribe`](Registry::subscribe) streams registrations, removals and
 //! conflicts.
@@ -53,9 +54,10 @@
 //! # Not yet
 //! Claims of a node that never comes back stay in the map, hidden. Liveness follows the
 //! member list of this registry's replica (connection-based). A remote [`lookup`](Registry::lookup)
-//! needs the cluster layer's stand-in for the actor, which may arrive a little after the
-//! claim; [`lookup_within`](Registry::lookup_within) waits for it.
+//! needs the holding node's endpoint, reachable once the two nodes are connected;
+//! [`lookup_within`](Registry::lookup_within) waits for it.
 
+mod endpoint;
 mod view;
 
 #[cfg(test)]
@@ -73,6 +75,9 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use view::{Current, View};
+
+pub use endpoint::NamedActor;
+use endpoint::{Endpoint, EndpointMsg, LocalClaims, endpoint_name};
 
 /// Where a record lives in the replicated map.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -280,10 +285,12 @@ struct Inner {
     last_ms: Mutex<u64>,
     ready: AtomicBool,
     view: Mutex<View>,
-    /// This node's claims and their actors.
-    local: Mutex<HashMap<Slot, ActorCell>>,
+    /// This node's claims and their actors (shared with the endpoint).
+    local: LocalClaims,
     by_actor: Mutex<HashMap<ActorId, Vec<Slot>>>,
     monitor: ActorRef<MonitorMsg>,
+    /// Delivers other nodes' messages to this node's registered actors (with a cluster).
+    endpoint: Option<ActorRef<EndpointMsg>>,
 }
 
 /// A cluster-wide registry of names over one replicated map. Cheap to clone; every clone is
@@ -298,7 +305,7 @@ struct Inner {
 /// let node = Node::start(NodeConfig::new("a")).await?;
 /// let registry = Registry::start(&node, RegistryOptions::new("names")).await?;
 /// registry.register("worker-1", &actor).await?;
-/// let found: Option<ractor::ActorRef<()>> = registry.lookup("worker-1");
+/// let found: Option<herd::registry::NamedActor<()>> = registry.lookup("worker-1");
 /// println!("{:?}", registry.whereis("worker-1").map(|e| e.node)); // Some("a")
 /// # Ok(()) }
 /// ```
@@ -379,6 +386,20 @@ impl Registry {
             },
         );
         let diffs = replica.subscribe();
+        let local: LocalClaims = Arc::default();
+        let endpoint = match &cluster {
+            Some(node) => {
+                let (endpoint, _) = Actor::spawn(None, Endpoint, Arc::clone(&local))
+                    .await
+                    .map_err(RegistryError::Watcher)?;
+                node.publish(&endpoint_name(replica.name()), &endpoint)
+                    .map_err(|_| RegistryError::NotLocal {
+                        name: endpoint_name(replica.name()),
+                    })?;
+                Some(endpoint)
+            }
+            None => None,
+        };
         let inner = Arc::new(Inner {
             replica,
             cluster,
@@ -391,9 +412,10 @@ impl Registry {
             last_ms: Mutex::new(0),
             ready: AtomicBool::new(false),
             view: Mutex::new(view),
-            local: Mutex::new(HashMap::new()),
+            local,
             by_actor: Mutex::new(HashMap::new()),
             monitor,
+            endpoint,
         });
         announce(&inner, 0).await?;
         let task = tokio::spawn(run(inner.clone(), diffs, died_rx));
@@ -434,10 +456,6 @@ impl Registry {
             *last = wall_ms().max(*last + 1);
             *last
         };
-        if let Some(node) = &inner.cluster {
-            node.publish(&published(inner.replica.name(), &name), actor)
-                .map_err(|_| RegistryError::NotLocal { name: name.clone() })?;
-        }
         let cell = actor.get_cell();
         lock(&inner.local).insert(slot.clone(), cell.clone());
         lock(&inner.by_actor)
@@ -484,33 +502,36 @@ impl Registry {
         lock(&self.inner.view).winner(name).cloned()
     }
 
-    /// The actor holding `name`, to `cast`/`call`: the actor itself if it is this node's, a
-    /// remote stand-in otherwise (`None` while the cluster layer has not mirrored it yet, or
-    /// for another node's actor in a registry started with [`start_local`](Self::start_local)).
+    /// The actor holding `name`, to `cast`/`call`: the actor itself if it is this node's,
+    /// sent to through its node's registry endpoint otherwise (`None` while the name does
+    /// not show, while the endpoint of its node is not reachable from here yet, or for
+    /// another node's actor in a registry started with [`start_local`](Self::start_local)).
     ///
     /// `M` must be the message type the actor was registered with; ractor cannot check it
     /// for a remote actor.
-    pub fn lookup<M: ractor::Message>(&self, name: &str) -> Option<ActorRef<M>> {
+    pub fn lookup<M: ractor::Message>(&self, name: &str) -> Option<NamedActor<M>> {
         let entry = self.whereis(name)?;
         if entry.node == self.inner.node {
             return lock(&self.inner.local)
                 .get(&entry.slot)
-                .map(|cell| ActorRef::from(cell.clone()));
+                .map(|cell| NamedActor::local(entry.node.clone(), ActorRef::from(cell.clone())));
         }
         let node = self.inner.cluster.as_ref()?;
-        node.resolve::<M>(&published(self.inner.replica.name(), name))
+        let endpoint = node
+            .resolve::<EndpointMsg>(&endpoint_name(self.inner.replica.name()))
             .into_iter()
-            .find(|l| l.node == entry.node)
-            .map(|l| l.actor)
+            .find(|l| l.node == entry.node)?
+            .actor;
+        Some(NamedActor::remote(entry.node, entry.slot, endpoint))
     }
 
-    /// [`lookup`](Self::lookup), waiting up to `wait` for the name to show and its actor to
-    /// be reachable from this node.
+    /// [`lookup`](Self::lookup), waiting up to `wait` for the name to show and its node's
+    /// endpoint to be reachable from this node.
     pub async fn lookup_within<M: ractor::Message>(
         &self,
         name: &str,
         wait: Duration,
-    ) -> Option<ActorRef<M>> {
+    ) -> Option<NamedActor<M>> {
         let end = tokio::time::Instant::now() + wait;
         loop {
             if let Some(found) = self.lookup(name) {
@@ -617,14 +638,12 @@ impl Registry {
     pub async fn stop(self) -> Result<(), RegistryError> {
         self._task.0.abort();
         self.inner.monitor.stop(None);
+        if let Some(endpoint) = &self.inner.endpoint {
+            endpoint.stop(None);
+        }
         self.inner.replica.clone().stop().await?;
         Ok(())
     }
-}
-
-/// The name an actor is published under in the cluster layer.
-fn published(registry: &str, name: &str) -> String {
-    format!("herd.registry/{registry}/{name}")
 }
 
 fn in_memory(mut options: ReplicaOptions) -> ReplicaOptions {
@@ -702,21 +721,10 @@ fn synced_with(inner: &Inner, node: &str) -> bool {
 
 fn forget_local(inner: &Inner, slot: &Slot) {
     let removed = lock(&inner.local).remove(slot);
-    if let Some(cell) = removed {
-        if let Some(slots) = lock(&inner.by_actor).get_mut(&cell.get_id()) {
-            slots.retain(|s| s != slot);
-        }
-        if let (Some(node), Slot::Name { name, .. }) = (&inner.cluster, slot) {
-            let still = lock(&inner.local).iter().any(|(s, c)| {
-                c.get_id() == cell.get_id() && matches!(s, Slot::Name { name: n, .. } if n == name)
-            });
-            if !still {
-                node.unpublish(
-                    &published(inner.replica.name(), name),
-                    &ActorRef::<()>::from(cell),
-                );
-            }
-        }
+    if let Some(cell) = removed
+        && let Some(slots) = lock(&inner.by_actor).get_mut(&cell.get_id())
+    {
+        slots.retain(|s| s != slot);
     }
 }
 

@@ -52,7 +52,10 @@ async fn register_lookup_select_unregister() {
     let reg = r.register("worker/1", &w1).await.unwrap();
     // Read your writes: shows before register returned.
     assert_eq!(holder(&r, "worker/1").as_deref(), Some("a"));
-    let found: ActorRef<()> = r.lookup("worker/1").unwrap();
+    let found: ActorRef<()> = r
+        .lookup("worker/1")
+        .and_then(NamedActor::into_local)
+        .unwrap();
     assert_eq!(found.get_id(), w1.get_id());
     assert!(
         matches!(next(&mut events).await, RegistryEvent::Registered(e) if e.name == "worker/1")

@@ -465,7 +465,7 @@ impl Supervisor {
 
     /// The running child `id`, to `cast`/`call` (see [`Registry::lookup`]: `M` must be the
     /// child's message type).
-    pub fn lookup<M: ractor::Message>(&self, id: &str) -> Option<ractor::ActorRef<M>> {
+    pub fn lookup<M: ractor::Message>(&self, id: &str) -> Option<crate::registry::NamedActor<M>> {
         self.inner.registry.lookup(id)
     }
 

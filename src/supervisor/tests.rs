@@ -2,6 +2,7 @@
 //! `tests/supervisor.rs`).
 
 use super::*;
+use crate::registry::NamedActor;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::time::Instant;
@@ -117,7 +118,7 @@ async fn start_run_refuse_a_second_start_and_terminate() {
         status(&sup, "c1") == Some(ChildStatus::Running { node: "a".into() })
     })
     .await;
-    let actor: ActorRef<()> = sup.lookup("c1").unwrap();
+    let actor: ActorRef<()> = sup.lookup("c1").and_then(NamedActor::into_local).unwrap();
     // Horde #200: a second start of an existing id writes nothing.
     let stats = sup.specs().stats();
     match sup
@@ -172,15 +173,19 @@ async fn restart_policies() {
         .await
         .unwrap();
     until("both running", || sup.count_children().running == 2).await;
-    let first: ActorRef<()> = sup.lookup("perm").unwrap();
+    let first: ActorRef<()> = sup.lookup("perm").and_then(NamedActor::into_local).unwrap();
     first.stop(None);
     until("perm restarted", || {
         sup.lookup::<()>("perm")
+            .and_then(NamedActor::into_local)
             .is_some_and(|a| a.get_id() != first.get_id())
     })
     .await;
     // A transient child that stops normally is done: its spec goes.
-    let trans: ActorRef<()> = sup.lookup("trans").unwrap();
+    let trans: ActorRef<()> = sup
+        .lookup("trans")
+        .and_then(NamedActor::into_local)
+        .unwrap();
     trans.stop(None);
     until("trans gone", || status(&sup, "trans").is_none()).await;
     assert_eq!(starts.load(Ordering::SeqCst), 3);
