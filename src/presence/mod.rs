@@ -85,13 +85,19 @@ pub enum Slot {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record<M> {
     /// An incarnation started at this wall-clock time (ms since the Unix epoch). Its node
-    /// writes it again, `seq` one higher, whenever a node joins its view: that is how a node
-    /// coming back tells the others that this incarnation is still the one running.
+    /// writes it again, `seq` one higher, whenever a node joins its view (with `ask`): that
+    /// is how a node coming back tells the others that this incarnation is still the one
+    /// running. It writes it again (without `ask`) when it sees another node's record
+    /// written with `ask`: the other node may have seen it go when it itself saw nothing (a
+    /// reconnect in which one of two sessions was closed), and hides its entries until it
+    /// writes again.
     Started {
         /// When.
         at_ms: u64,
         /// How many times it was written before.
         seq: u64,
+        /// Whether the other nodes are asked to write their records again.
+        ask: bool,
     },
     /// A track's meta.
     Meta(M),
@@ -303,16 +309,7 @@ impl<M: Meta> Presence<M> {
             by_actor: Mutex::new(HashMap::new()),
             monitor,
         });
-        inner
-            .replica
-            .put(
-                Slot::Incarnation { node, incarnation },
-                Record::Started {
-                    at_ms: started,
-                    seq: 0,
-                },
-            )
-            .await?;
+        announce(&inner, true).await?;
         let task = tokio::spawn(run(inner.clone(), diffs, died_rx));
         Ok(Presence {
             inner,
@@ -519,6 +516,7 @@ async fn on_diffs<M: Meta>(inner: &Inner<M>, batch: Vec<Diff<Slot, Record<M>>>) 
     let mut stale = Vec::new();
     let mut rescan = false;
     let mut reread = false;
+    let mut asked = false;
     {
         let mut view = lock(&inner.view);
         let mut out = Vec::new();
@@ -528,7 +526,10 @@ async fn on_diffs<M: Meta>(inner: &Inner<M>, batch: Vec<Diff<Slot, Record<M>>>) 
                 Diff::Removed { key } => (key, None),
             };
             match (slot, record) {
-                (Slot::Incarnation { node, incarnation }, Some(Record::Started { at_ms, .. })) => {
+                (
+                    Slot::Incarnation { node, incarnation },
+                    Some(Record::Started { at_ms, ask, .. }),
+                ) => {
                     if *node == inner.node {
                         // This node's current incarnation is this run, whatever the clocks
                         // say; a record of a previous run goes.
@@ -537,6 +538,7 @@ async fn on_diffs<M: Meta>(inner: &Inner<M>, batch: Vec<Diff<Slot, Record<M>>>) 
                         }
                         continue;
                     }
+                    asked |= *ask;
                     let now = Current {
                         started_ms: *at_ms,
                         incarnation: *incarnation,
@@ -575,10 +577,32 @@ async fn on_diffs<M: Meta>(inner: &Inner<M>, batch: Vec<Diff<Slot, Record<M>>>) 
     if rescan || reread {
         rescan_all(inner);
     }
+    if asked {
+        let _ = announce(inner, false).await;
+    }
     // Entries of an earlier run of this node: never shown, and removed for good.
     for slot in stale {
         let _ = inner.replica.delete(&slot).await;
     }
+}
+
+/// Writes this incarnation's record again, `seq` one higher (see [`Record::Started`]).
+async fn announce<M: Meta>(inner: &Inner<M>, ask: bool) -> Result<(), ReplicaError> {
+    let seq = inner.announced.fetch_add(1, Ordering::Relaxed);
+    inner
+        .replica
+        .put(
+            Slot::Incarnation {
+                node: inner.node.clone(),
+                incarnation: inner.incarnation,
+            },
+            Record::Started {
+                at_ms: inner.started_ms,
+                seq,
+                ask,
+            },
+        )
+        .await
 }
 
 async fn on_members<M: Meta>(inner: &Inner<M>) {
@@ -602,21 +626,9 @@ async fn on_members<M: Meta>(inner: &Inner<M>) {
     };
     rescan_all(inner);
     if joined {
-        // Tell the newcomers (and a node back from a partition) that this run is current.
-        let seq = inner.announced.fetch_add(1, Ordering::Relaxed) + 1;
-        let _ = inner
-            .replica
-            .put(
-                Slot::Incarnation {
-                    node: inner.node.clone(),
-                    incarnation: inner.incarnation,
-                },
-                Record::Started {
-                    at_ms: inner.started_ms,
-                    seq,
-                },
-            )
-            .await;
+        // Tell the newcomers (and a node back from a partition) that this run is current,
+        // and ask them to confirm theirs.
+        let _ = announce(inner, true).await;
     }
 }
 

@@ -157,6 +157,29 @@ async fn a_node_out_of_view_leaves_and_comes_back_without_duplicates() {
     b.stop().await.unwrap();
 }
 
+/// A leave and return seen by one side only (the other never noticed: a reconnect in which
+/// one of two sessions was closed): the side that saw it gets the entries back, once.
+#[tokio::test]
+async fn entries_come_back_when_only_one_side_saw_the_other_leave() {
+    let a: Presence<String> = Presence::start_local("a", options()).await.unwrap();
+    let b: Presence<String> = Presence::start_local("b", options()).await.unwrap();
+    wire(a.replica(), "a", b.replica(), "b");
+    let mut on_b = b.subscribe(Some("room"));
+    let user = actor().await;
+    a.track(&user.get_cell(), "room", "u1", "here".into())
+        .await
+        .unwrap();
+    assert!(is_join(&next(&mut on_b).await, "u1", "here"));
+    b.replica().set_neighbours(Vec::<String>::new());
+    assert!(is_leave(&next(&mut on_b).await, "u1"));
+    b.replica().set_neighbours(["a".to_string()]);
+    assert!(is_join(&next(&mut on_b).await, "u1", "here"));
+    assert_eq!(b.list("room")["u1"].len(), 1, "no duplicate");
+    user.stop(None);
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
 /// A restarted node is a new incarnation: its previous run's entries never show again, and
 /// the new run removes them from the map.
 #[tokio::test]

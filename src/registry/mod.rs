@@ -106,7 +106,13 @@ pub enum Slot {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record {
     /// An incarnation started at `at_ms` (wall clock, ms since the Unix epoch). Its node
-    /// writes it again, `seq` one higher, whenever a node joins its view.
+    /// writes it again, `seq` one higher, whenever a node joins its view (with `ask`) and
+    /// whenever it sees another node's record written with `ask` (without).
+    ///
+    /// Why the answer: a node that saw a peer go hides the peer's claims until the peer
+    /// writes its record again, and the peer may never have seen anything (both ends dialled
+    /// at once and one of the two sessions was closed, a flap shorter than its own check).
+    /// Asking makes the confirmation not depend on both ends seeing the same events.
     Started {
         /// When.
         at_ms: u64,
@@ -116,6 +122,8 @@ pub enum Record {
         names: u64,
         /// The nodes it saw live when it wrote this.
         live: BTreeSet<String>,
+        /// Whether the other nodes are asked to write their records again.
+        ask: bool,
     },
     /// A claim, registered at `at_ms` (the registering node's wall clock in ms, strictly
     /// increasing on that node).
@@ -417,7 +425,7 @@ impl Registry {
             monitor,
             endpoint,
         });
-        announce(&inner, 0).await?;
+        announce(&inner, true).await?;
         let task = tokio::spawn(run(inner.clone(), diffs, died_rx));
         Ok(Registry {
             inner,
@@ -661,8 +669,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Writes this incarnation's record.
-async fn announce(inner: &Inner, seq: u64) -> Result<(), ReplicaError> {
+/// Writes this incarnation's record again, `seq` one higher. With `ask`, the other nodes
+/// answer with a record of their own (see [`Record::Started`]).
+async fn announce(inner: &Inner, ask: bool) -> Result<(), ReplicaError> {
+    let seq = inner.announced.fetch_add(1, Ordering::Relaxed);
     let names = lock(&inner.local).len() as u64;
     let live = lock(&inner.view).live.clone();
     inner
@@ -677,6 +687,7 @@ async fn announce(inner: &Inner, seq: u64) -> Result<(), ReplicaError> {
                 seq,
                 names,
                 live,
+                ask,
             },
         )
         .await
@@ -842,6 +853,7 @@ async fn on_diffs(inner: &Inner, batch: Vec<Diff<Slot, Record>>) {
     let mut stale = Vec::new();
     let mut rescan = false;
     let mut reread = false;
+    let mut asked = false;
     let mut claims = Vec::new();
     {
         let mut view = lock(&inner.view);
@@ -851,13 +863,17 @@ async fn on_diffs(inner: &Inner, batch: Vec<Diff<Slot, Record>>) {
                 Diff::Removed { key } => (key, None),
             };
             match (slot, record) {
-                (Slot::Incarnation { node, incarnation }, Some(Record::Started { at_ms, .. })) => {
+                (
+                    Slot::Incarnation { node, incarnation },
+                    Some(Record::Started { at_ms, ask, .. }),
+                ) => {
                     if *node == inner.node {
                         if *incarnation != inner.incarnation {
                             stale.push(slot.clone());
                         }
                         continue;
                     }
+                    asked |= *ask;
                     let now = Current {
                         started_ms: *at_ms,
                         incarnation: *incarnation,
@@ -897,6 +913,9 @@ async fn on_diffs(inner: &Inner, batch: Vec<Diff<Slot, Record>>) {
     if rescan || reread {
         rescan_all(inner).await;
     }
+    if asked {
+        let _ = announce(inner, false).await;
+    }
     // Claims of an earlier run of this node: never shown, and removed for good.
     for slot in stale {
         let _ = inner.replica.delete(&slot).await;
@@ -922,9 +941,9 @@ async fn on_members(inner: &Inner) {
     rescan_all(inner).await;
     if joined {
         // Tell the newcomers (and a node back from a partition) that this run is current,
-        // and how many claims it holds.
-        let seq = inner.announced.fetch_add(1, Ordering::Relaxed) + 1;
-        let _ = announce(inner, seq).await;
+        // and how many claims it holds; ask them to confirm theirs, since they may not have
+        // seen this node go.
+        let _ = announce(inner, true).await;
     }
 }
 

@@ -243,6 +243,31 @@ async fn names_of_a_node_out_of_view_come_back_without_a_rewrite() {
     b.stop().await.unwrap();
 }
 
+/// A leave and return seen by one side only (a reconnect the other side never noticed, as
+/// when both dial at once and one of the two sessions is closed): the side that saw it hides
+/// the other's names, and must get them back although the other never saw anyone join.
+#[tokio::test]
+async fn names_come_back_when_only_one_side_saw_the_other_leave() {
+    let a = Registry::start_local("a", options()).await.unwrap();
+    let b = Registry::start_local("b", options()).await.unwrap();
+    wire(a.replica(), "a", b.replica(), "b");
+    let w = actor().await;
+    a.register("x", &w).await.unwrap();
+    until("x on b", || holder(&b, "x").is_some()).await;
+    let mut on_b = b.subscribe();
+    b.replica().set_neighbours(Vec::<String>::new());
+    assert!(matches!(
+        next(&mut on_b).await,
+        RegistryEvent::Unregistered(_)
+    ));
+    b.replica().set_neighbours(["a".to_string()]);
+    assert!(matches!(next(&mut on_b).await, RegistryEvent::Registered(e) if e.node == "a"));
+    assert_eq!(holder(&b, "x").as_deref(), Some("a"));
+    w.stop(None);
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
 /// A node that joins a registry already holding names waits until it holds them all.
 #[tokio::test]
 async fn a_joining_node_is_synced_before_it_answers() {

@@ -221,15 +221,18 @@ async fn run(args: NodeArgs) -> ExitCode {
     {
         greeter.stop(None);
     }
-    if let Err(e) = names.stop().await {
+    // Side by side: each stop waits for its replica's last flush, and the peers hear that
+    // this node leaves only after the last of them.
+    let (names, config, kv) = tokio::join!(names.stop(), config.stop(), kv.stop());
+    if let Err(e) = names {
         tracing::error!(error = %e, "stopping the registry failed");
         code = ExitCode::FAILURE;
     }
-    if let Err(e) = config.stop().await {
+    if let Err(e) = config {
         tracing::error!(error = %e, "stopping the configuration failed");
         code = ExitCode::FAILURE;
     }
-    if let Err(e) = kv.stop().await {
+    if let Err(e) = kv {
         tracing::error!(error = %e, "stopping the replica failed");
         code = ExitCode::FAILURE;
     }
