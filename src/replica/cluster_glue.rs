@@ -125,6 +125,7 @@ async fn hand_over<C: MapView>(
     let deadline = started + probe.timeout;
     let mut changed = handover.changed.subscribe();
     handover.active.store(true, Ordering::Release);
+    probe_neighbours(&shared).await;
     loop {
         if may_leave(
             &probe,
@@ -146,9 +147,24 @@ async fn hand_over<C: MapView>(
         }
         tokio::select! {
             _ = changed.changed() => {}
-            () = tokio::time::sleep(HANDOVER_POLL) => {}
+            // Not confirmed yet (a write went out after the last answer): ask again.
+            () = tokio::time::sleep(HANDOVER_POLL) => probe_neighbours(&shared).await,
             () = tokio::time::sleep_until(deadline) => {}
         }
+    }
+}
+
+/// Asks every neighbour for its causal context now, rather than waiting for its next digest
+/// (up to a sync interval away): the answer shows whether it holds everything.
+async fn probe_neighbours<C: MapView>(shared: &Shared<C>) {
+    let (transmits, seq) = {
+        let mut core = shared.lock();
+        core.sync.probe_neighbours();
+        (shared.drain(&mut core), core.seq())
+    };
+    // As everything sent: only after the state it was read from is durable.
+    if shared.until_durable(seq).await.is_ok() {
+        shared.transmit(transmits);
     }
 }
 

@@ -556,8 +556,11 @@ impl Supervisor {
         }
         let _ = self.commands.send(reconcile::Command::Stop);
         drop(self);
-        inner.registry.clone().stop().await?;
-        inner.specs.clone().stop().await?;
+        // Side by side: each waits for its replica's handover.
+        let (registry, specs) =
+            tokio::join!(inner.registry.clone().stop(), inner.specs.clone().stop());
+        registry?;
+        specs?;
         Ok(waiting)
     }
 }

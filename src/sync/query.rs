@@ -23,7 +23,9 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             Message::Digest { root, ctx_hash } => {
                 root == self.tree.root() && ctx_hash == self.context_hash()
             }
-            Message::Context { ctx, .. } => self.crdt.as_causal().context().is_subset(&ctx),
+            Message::Context { ctx, .. } | Message::ProbeAnswer { ctx, .. } => {
+                self.crdt.as_causal().context().is_subset(&ctx)
+            }
             _ => false,
         }
     }
@@ -66,5 +68,45 @@ mod tests {
             assert!(!a.shows_peer_has_all(&t.bytes));
         }
         assert!(!a.shows_peer_has_all(b"garbage"));
+    }
+
+    /// A probe's answer confirms at once (no waiting for the peer's next digest), and only
+    /// when the peer's context includes everything this replica holds.
+    #[test]
+    fn a_probe_answer_shows_convergence_only_when_it_includes_ours() {
+        let mut a: SyncState<Map, &str> =
+            SyncState::new(ReplicaId::new(1), 1, Map::new(), SyncConfig::default());
+        let mut b: SyncState<Map, &str> =
+            SyncState::new(ReplicaId::new(2), 2, Map::new(), SyncConfig::default());
+        a.set_neighbours(["b"]);
+        b.set_neighbours(["a"]);
+        let ask = |a: &mut SyncState<Map, &'static str>, b: &mut SyncState<Map, &'static str>| {
+            a.probe_neighbours();
+            let mut shown = false;
+            while let Some(t) = a.poll_transmit() {
+                b.handle_message(&"a", &t.bytes).unwrap();
+            }
+            while let Some(t) = b.poll_transmit() {
+                shown |= a.shows_peer_has_all(&t.bytes);
+            }
+            shown
+        };
+        a.mutate(|m, id| m.put(id, Timestamp::new(1, 0), "k".to_string(), 1u32));
+        // The write's delta goes nowhere: b has not got it.
+        while a.poll_transmit().is_some() {}
+        assert!(!ask(&mut a, &mut b), "b lacks the write");
+        b.mutate(|m, id| m.put(id, Timestamp::new(1, 0), "other".to_string(), 0u32));
+        while b.poll_transmit().is_some() {}
+        for _ in 0..6 {
+            a.handle_tick();
+            b.handle_tick();
+            while let Some(t) = a.poll_transmit() {
+                b.handle_message(&"a", &t.bytes).unwrap();
+            }
+            while let Some(t) = b.poll_transmit() {
+                a.handle_message(&"b", &t.bytes).unwrap();
+            }
+        }
+        assert!(ask(&mut a, &mut b), "b holds everything a holds");
     }
 }

@@ -199,8 +199,21 @@ async fn run(args: NodeArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     };
-    // The supervisor first: it hands its children over to the other nodes before it goes.
-    match jobs.shutdown().await {
+    let quitting = std::time::Instant::now();
+    // The registry leaves the greeters running when it stops: stop them first.
+    for greeter in greeters
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .values()
+    {
+        greeter.stop(None);
+    }
+    // All side by side: the supervisor hands its children over to the other nodes while the
+    // replicas hand their data over; the peers hear that this node leaves only after the
+    // last of them.
+    let (jobs, names, config, kv) =
+        tokio::join!(jobs.shutdown(), names.stop(), config.stop(), kv.stop());
+    match jobs {
         Ok(stragglers) if !stragglers.is_empty() => {
             tracing::warn!(
                 ?stragglers,
@@ -213,17 +226,7 @@ async fn run(args: NodeArgs) -> ExitCode {
             code = ExitCode::FAILURE;
         }
     }
-    // The registry leaves the greeters running when it stops: stop them here.
-    for greeter in greeters
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner)
-        .values()
-    {
-        greeter.stop(None);
-    }
-    // Side by side: each stop waits for its replica's last flush, and the peers hear that
-    // this node leaves only after the last of them.
-    let (names, config, kv) = tokio::join!(names.stop(), config.stop(), kv.stop());
+    let stopped = quitting.elapsed();
     if let Err(e) = names {
         tracing::error!(error = %e, "stopping the registry failed");
         code = ExitCode::FAILURE;
@@ -237,6 +240,11 @@ async fn run(args: NodeArgs) -> ExitCode {
         code = ExitCode::FAILURE;
     }
     node.shutdown().await;
+    tracing::info!(
+        handed_over_ms = stopped.as_millis() as u64,
+        left_ms = quitting.elapsed().as_millis() as u64,
+        "shut down"
+    );
     emit(&json!({"event": "stopped", "ok": code == ExitCode::SUCCESS}));
     code
 }
