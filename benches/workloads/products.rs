@@ -78,6 +78,7 @@ pub(crate) fn agent(r: &mut Report) {
     }
 
     let mut acked = Vec::new();
+    let started = Instant::now();
     for i in 1..=UPDATES {
         a.send(&format!("set limits.max_conns {i}"));
         // The answer's arrival is the acknowledgement time.
@@ -85,15 +86,30 @@ pub(crate) fn agent(r: &mut Report) {
         assert_eq!(answer, "OK");
         acked.push(at);
     }
-    for p in [&mut b, &mut c] {
-        p.ask(&format!(
-            "wait limits.max_conns {UPDATES} {}",
-            WAIT.as_millis()
-        ));
-    }
+    eprintln!(
+        "agent: {UPDATES} awaited updates in {:?}",
+        started.elapsed()
+    );
     let mut lags = Vec::new();
     for p in [&mut b, &mut c] {
-        let changes = changes(p);
+        // Collect change lines until the last update shows. (Not with a `wait` command: its
+        // answer is read with `Proc::next`, which skips every other line, and the skipped
+        // change lines then counted as arriving when they were looked for.)
+        let mut changes_seen: Vec<(Instant, serde_json::Value)> = Vec::new();
+        let end = Instant::now() + WAIT;
+        while !changes_seen
+            .iter()
+            .any(|(_, v)| v["limits"]["max_conns"].as_u64() == Some(UPDATES))
+        {
+            assert!(
+                Instant::now() < end,
+                "{}: update {UPDATES} not seen",
+                p.name
+            );
+            std::thread::sleep(Duration::from_millis(5));
+            changes_seen.extend(changes(p));
+        }
+        let changes = changes_seen;
         // Update i is visible at the first change showing max_conns >= i.
         let mut k = 0;
         for (i, sent) in acked.iter().enumerate() {
@@ -103,7 +119,9 @@ pub(crate) fn agent(r: &mut Report) {
             {
                 k += 1;
             }
-            let seen = changes.get(k).map_or(Instant::now(), |(at, _)| *at);
+            let Some((seen, _)) = changes.get(k) else {
+                panic!("{}: update {want} never shown", p.name);
+            };
             lags.push(seen.saturating_duration_since(*sent).as_secs_f64() * 1e3);
         }
     }
