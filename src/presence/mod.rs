@@ -410,10 +410,10 @@ impl<M: Meta> Presence<M> {
     /// Entries of `topic` that show on this node (places, not distinct keys).
     pub fn count(&self, topic: &str) -> usize {
         lock(&self.inner.view)
-            .visible
-            .keys()
-            .filter(|slot| matches!(slot, Slot::Entry { topic: t, .. } if t == topic))
-            .count()
+            .per_topic
+            .get(topic)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Entries that show on this node, in all topics.

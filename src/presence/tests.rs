@@ -66,11 +66,13 @@ async fn track_list_update_untrack_with_one_diff_each() {
     p.update(&t, "away".into()).await.unwrap();
     assert!(is_leave(&next(&mut diffs).await, "u1"));
     assert!(is_join(&next(&mut diffs).await, "u1", "away"));
+    assert_eq!(p.count("lobby"), 1, "a meta change is not a second place");
 
     p.untrack(&t).await.unwrap();
     assert!(is_leave(&next(&mut diffs).await, "u1"));
     p.untrack(&t).await.unwrap(); // idempotent
     assert!(p.list("lobby").is_empty());
+    assert_eq!(p.count("lobby"), 0);
     assert!(
         other.try_recv().is_err(),
         "another topic's subscriber saw nothing"
@@ -141,6 +143,7 @@ async fn out_of_view_and_back(a_sees_it: bool) {
         .unwrap();
     assert!(is_join(&next(&mut on_b).await, "u1", "here"));
     assert_eq!(b.list("room")["u1"][0].node, "a");
+    assert_eq!((b.count("room"), b.count("other")), (1, 0));
 
     if a_sees_it {
         a.replica().set_neighbours(Vec::<String>::new());
@@ -148,12 +151,14 @@ async fn out_of_view_and_back(a_sees_it: bool) {
     b.replica().set_neighbours(Vec::<String>::new());
     assert!(is_leave(&next(&mut on_b).await, "u1"));
     assert!(b.list("room").is_empty());
+    assert_eq!(b.count("room"), 0);
     if a_sees_it {
         a.replica().set_neighbours(["b".to_string()]);
     }
     b.replica().set_neighbours(["a".to_string()]);
     assert!(is_join(&next(&mut on_b).await, "u1", "here"));
     assert_eq!(b.list("room")["u1"].len(), 1, "no duplicate");
+    assert_eq!(b.count("room"), 1, "no duplicate");
     assert!(on_b.try_recv().is_err());
     user.stop(None);
     a.stop().await.unwrap();

@@ -28,6 +28,9 @@ pub(super) struct View<M> {
     pub(super) confirmed: HashSet<String>,
     /// Entries visible now, with the meta subscribers were last told.
     pub(super) visible: HashMap<Slot, M>,
+    /// How many of them each topic has (kept by [`settle`](Self::settle), so that counting a
+    /// topic does not scan every entry).
+    pub(super) per_topic: HashMap<String, usize>,
     pub(super) subscribers: Vec<Subscriber<M>>,
 }
 
@@ -38,6 +41,7 @@ impl<M: Clone + PartialEq> View<M> {
             current: HashMap::new(),
             confirmed: HashSet::from([me.to_owned()]),
             visible: HashMap::new(),
+            per_topic: HashMap::new(),
             subscribers: Vec::new(),
         }
     }
@@ -96,8 +100,17 @@ impl<M: Clone + PartialEq> View<M> {
             (None, Some(m)) => {
                 out.push(join(m.clone()));
                 self.visible.insert(slot.clone(), m.clone());
+                *self.per_topic.entry(topic.clone()).or_default() += 1;
             }
-            (Some(old), None) => out.push(leave(old)),
+            (Some(old), None) => {
+                out.push(leave(old));
+                if let Some(n) = self.per_topic.get_mut(topic) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.per_topic.remove(topic);
+                    }
+                }
+            }
             (Some(old), Some(m)) => {
                 if old != *m {
                     out.push(leave(old));
