@@ -109,11 +109,7 @@ impl Actor for Endpoint {
 }
 
 fn holder(local: &LocalClaims, slot: &Slot) -> Option<ActorCell> {
-    local
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(slot)
-        .cloned()
+    super::lock(local).get(slot).cloned()
 }
 
 fn decode(bytes: &[u8]) -> Option<Envelope> {

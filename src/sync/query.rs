@@ -39,14 +39,18 @@ mod tests {
 
     type Map = AwLwwMap<String, u32>;
 
-    #[test]
-    fn a_digest_shows_convergence_only_when_equal() {
-        let mut a: SyncState<Map, &str> =
-            SyncState::new(ReplicaId::new(1), 1, Map::new(), SyncConfig::default());
-        let mut b: SyncState<Map, &str> =
-            SyncState::new(ReplicaId::new(2), 2, Map::new(), SyncConfig::default());
+    /// Two empty replicas, `a` and `b`, each the other's neighbour.
+    fn pair() -> (SyncState<Map, &'static str>, SyncState<Map, &'static str>) {
+        let mut a = SyncState::new(ReplicaId::new(1), 1, Map::new(), SyncConfig::default());
+        let mut b = SyncState::new(ReplicaId::new(2), 2, Map::new(), SyncConfig::default());
         a.set_neighbours(["b"]);
         b.set_neighbours(["a"]);
+        (a, b)
+    }
+
+    #[test]
+    fn a_digest_shows_convergence_only_when_equal() {
+        let (mut a, mut b) = pair();
         a.mutate(|m, id| m.put(id, Timestamp::new(1, 0), "k".to_string(), 1u32));
         let mut confirmed = false;
         for _ in 0..6 {
@@ -74,12 +78,7 @@ mod tests {
     /// when the peer's context includes everything this replica holds.
     #[test]
     fn a_probe_answer_shows_convergence_only_when_it_includes_ours() {
-        let mut a: SyncState<Map, &str> =
-            SyncState::new(ReplicaId::new(1), 1, Map::new(), SyncConfig::default());
-        let mut b: SyncState<Map, &str> =
-            SyncState::new(ReplicaId::new(2), 2, Map::new(), SyncConfig::default());
-        a.set_neighbours(["b"]);
-        b.set_neighbours(["a"]);
+        let (mut a, mut b) = pair();
         let ask = |a: &mut SyncState<Map, &'static str>, b: &mut SyncState<Map, &'static str>| {
             a.probe_neighbours();
             let mut shown = false;
