@@ -180,6 +180,8 @@ impl<C: MapView> Replica<C> {
         let config = SyncConfig {
             max_sync_size: options.max_sync_size,
             send_when_idle: options.send_when_idle,
+            // Neighbours follow cluster membership, a full mesh, until set by hand.
+            relay: false,
             ..SyncConfig::default()
         };
         let mut sync = SyncState::new(ReplicaId::new(id), random_u64(), crdt, config);
@@ -331,6 +333,8 @@ impl<C: MapView> Replica<C> {
     pub fn set_neighbours<I: IntoIterator<Item = String>>(&self, nodes: I) {
         let mut core = self.shared.lock();
         core.manual_neighbours = true;
+        // Hand-set neighbours need not all see each other: pass writes on.
+        core.sync.set_relay(true);
         core.sync.set_neighbours(nodes);
         drop(core);
         // The greetings to new neighbours leave now, not at the next tick.
@@ -351,6 +355,14 @@ impl<C: MapView> Replica<C> {
         self.shared
             .subscribe(self.shared.subscription_capacity, false)
             .1
+    }
+
+    /// [`subscribe`](Self::subscribe) with room for at least `batches` batches: for the
+    /// products, whose view is rebuilt over every entry when their subscription lags, so a
+    /// deep queue during a burst of writes costs far less than a lag.
+    pub(crate) fn subscribe_deep(&self, batches: usize) -> Subscription<C> {
+        let capacity = self.shared.subscription_capacity.max(batches);
+        self.shared.subscribe(capacity, false).1
     }
 
     /// The visible state now and the stream of diffs after it, taken atomically: applying

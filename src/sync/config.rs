@@ -43,6 +43,14 @@ pub struct SyncConfig {
     /// latency at low write rates (configuration, names); more, smaller messages at high ones.
     /// Default off: deltas leave on ticks and acknowledgements.
     pub send_when_idle: bool,
+    /// Pass what a neighbour sent (deltas, and keys a repair changed) on to the other
+    /// neighbours. Needed when neighbours do not all see each other (a chain, a ring, hand-set
+    /// neighbours); wasted in a full mesh, where every neighbour already sends its writes to
+    /// every other and each write would then arrive, be decoded and be dropped as redundant
+    /// once more per extra neighbour. Without relay, a neighbour that cannot reach another
+    /// still converges through the repair path. Default on; replicas whose neighbours follow
+    /// cluster membership (a full mesh) turn it off.
+    pub relay: bool,
 }
 
 impl Default for SyncConfig {
@@ -56,6 +64,7 @@ impl Default for SyncConfig {
             repair_cooldown_ticks: 2,
             shape: Shape::default(),
             send_when_idle: false,
+            relay: true,
         }
     }
 }

@@ -395,6 +395,12 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         self.collect_garbage();
     }
 
+    /// Turns relaying on or off ([`SyncConfig::relay`]): on when neighbours are set by hand,
+    /// off when they are every member of a full mesh.
+    pub fn set_relay(&mut self, on: bool) {
+        self.config.relay = on;
+    }
+
     /// Advances time by one sync interval: sends buffered deltas and digests.
     pub fn handle_tick(&mut self) {
         self.tick += 1;
@@ -545,6 +551,9 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         if self.neighbours.is_empty() {
             return; // Nobody to send it to; a later neighbour is repaired instead.
         }
+        if origin.is_some() && !self.config.relay {
+            return; // The other neighbours hear it from where it came (a full mesh).
+        }
         let size = codec::encoded_len(&delta).unwrap_or(usize::MAX);
         // Local writes between two ticks form one delta group (Almeida et al.): joined into
         // the newest buffered delta while no neighbour has been sent it yet. One entry per
@@ -626,11 +635,11 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                 return;
             }
             let idle = n.in_flight.is_empty();
-            let (last, deltas) = self.next_deltas(peer, start, limit);
+            let (last, count, group) = self.next_deltas(peer, start, limit);
             let Some(n) = self.neighbours.get_mut(peer) else {
                 return;
             };
-            if deltas.is_empty() {
+            if count == 0 {
                 if !idle {
                     // Its acknowledgement must follow the messages in flight: wait for them.
                     return;
@@ -641,13 +650,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                 continue;
             }
             n.sent_upto = last;
-            self.stats.deltas_sent += deltas.len() as u64;
-            // One delta group: a single context for all of them, and a key written twice is
-            // sent once.
-            let mut group = Causal::empty_delta();
-            for d in &deltas {
-                group.join(d);
-            }
+            self.stats.deltas_sent += count;
             let msg = Message::Deltas {
                 epoch: self.epoch,
                 first: start,
@@ -661,12 +664,15 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         }
     }
 
-    /// The buffered deltas from `start` that fit one message of `limit` bytes to `peer`, and
-    /// the last sequence number that message covers.
-    fn next_deltas(&mut self, peer: &P, start: u64, limit: usize) -> (u64, Vec<Delta<C>>) {
+    /// The buffered deltas from `start` that fit one message of `limit` bytes to `peer`,
+    /// joined into one delta group (a single context for all, and a key written twice is sent
+    /// once; joined in place rather than cloned first), with the last sequence number the
+    /// message covers and how many deltas it holds.
+    fn next_deltas(&mut self, peer: &P, start: u64, limit: usize) -> (u64, u64, Delta<C>) {
         let base = self.head - self.buffer.len() as u64;
         let budget = limit.saturating_sub(ENVELOPE);
-        let (mut used, mut last, mut deltas) = (0usize, start - 1, Vec::new());
+        let (mut used, mut last, mut count) = (0usize, start - 1, 0u64);
+        let mut group = Causal::empty_delta();
         for b in self.buffer.iter().skip((start - base - 1) as usize) {
             if b.origin.as_ref() == Some(peer) {
                 last = b.seq; // never send a delta back where it came from (BP)
@@ -683,9 +689,10 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             }
             used += b.size;
             last = b.seq;
-            deltas.push(b.delta.clone());
+            count += 1;
+            group.join(&b.delta);
         }
-        (last, deltas)
+        (last, count, group)
     }
 
     fn on_deltas(

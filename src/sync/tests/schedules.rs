@@ -71,8 +71,11 @@ fn run_schedule(seed: u64) -> Result<(), String> {
             })
             // Half the schedules send local writes at once to idle neighbours (a bit of the
             // seed, so the other draws, and so old seeds' schedules, stay as they were).
+            // Half of them relay nothing: the simulated network is a full mesh, as a cluster
+            // is, and what a dropped or partitioned link misses must come by repair.
             .map(|config| SyncConfig {
                 send_when_idle: (seed >> 7) & 1 == 1,
+                relay: (seed >> 8) & 1 == 0,
                 ..config
             })
             .collect();
