@@ -297,7 +297,7 @@ impl<M: Meta> Presence<M> {
             },
         );
         let started = view.current[&node].started_ms;
-        let diffs = replica.subscribe();
+        let diffs = replica.subscribe_deep(crate::replica::PRODUCT_DIFF_QUEUE);
         let inner = Arc::new(Inner {
             replica,
             node: node.clone(),

@@ -393,7 +393,7 @@ impl Registry {
                 incarnation,
             },
         );
-        let diffs = replica.subscribe();
+        let diffs = replica.subscribe_deep(crate::replica::PRODUCT_DIFF_QUEUE);
         let local: LocalClaims = Arc::default();
         let endpoint = match &cluster {
             Some(node) => {

@@ -87,6 +87,11 @@ pub use subscription::{Snapshot, Subscription, Update};
 pub use view::{Diff, MapView};
 pub use views::{ReplicaKey, ReplicaValue, Visible};
 
+/// Diff batches the Registry and Presence may have queued before their view lags. Each local
+/// write is one batch; a lag rebuilds their view over every entry, which at 100,000 entries
+/// costs more than the queue (a few MB at worst).
+pub(crate) const PRODUCT_DIFF_QUEUE: usize = 1 << 16;
+
 /// The string-to-string map replica: the type of the quick start and of the node program, and
 /// the one to reach for when keys and values are text (configuration, feature flags). For
 /// other key or value types, use `Replica<AwLwwMap<K, V>>` directly: every method is the same.
