@@ -7,11 +7,12 @@
 //! which is what keeps [`AwLwwMap`](super::AwLwwMap) under its 48-byte overhead budget
 //! (measured in `benches/crdt.rs`). Capacity: `u32::MAX - 1` keys.
 
+use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::borrow::Borrow;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 
 #[derive(Clone)]
@@ -26,7 +27,7 @@ impl<K, V> Default for DenseMap<K, V> {
         DenseMap {
             entries: Vec::new(),
             index: HashTable::new(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
         }
     }
 }
