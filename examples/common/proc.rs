@@ -39,8 +39,27 @@ where
 {
     let name = std::env::var(role).ok()?;
     let seed = std::env::var(format!("{role}_SEED")).ok();
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    if let Some(level) = log_level() {
+        // Diagnosis: the node's logs on its stderr, which `Proc::spawn` then keeps.
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_thread_names(true)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+    // Threads named after the node, so that its logs (`HERD_NODE_LOG`) say whose they are.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(format!("node-{name}"))
+        .build()
+        .expect("runtime");
     Some(rt.block_on(node(name, seed)))
+}
+
+/// The level of node logs asked for with `HERD_NODE_LOG` (`warn`, `info`, `debug`…), if any.
+/// Node processes are silent otherwise: their stderr is discarded.
+fn log_level() -> Option<tracing::Level> {
+    std::env::var("HERD_NODE_LOG").ok()?.parse().ok()
 }
 
 /// Ends a node process with its role's result: exit code 0, or 1 with the error on stderr.
@@ -63,13 +82,18 @@ pub(crate) struct Proc {
 }
 
 impl Proc {
-    /// Runs `command` (stdout piped, stderr discarded) and waits up to `wait` for a line
-    /// containing `READY <address>`.
+    /// Runs `command` (stdout piped, stderr discarded unless `HERD_NODE_LOG` asks for logs)
+    /// and waits up to `wait` for a line containing `READY <address>`.
     pub(crate) fn spawn(name: &str, mut command: Command, wait: Duration) -> Proc {
+        let stderr = if log_level().is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
         command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         let mut child = command.spawn().expect("start a node process");
         let stdin = child.stdin.take().expect("stdin");
         let stdout = child.stdout.take().expect("stdout");

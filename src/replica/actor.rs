@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// Ticks between two publications of the counters through the `metrics` facade.
@@ -27,6 +27,26 @@ pub(crate) enum ReplicaMsg {
     /// Messages wait to be sent now: greetings to new neighbours, or local writes for idle
     /// neighbours ([`ReplicaOptions::send_when_idle`](super::ReplicaOptions::send_when_idle)).
     Flush,
+}
+
+impl ReplicaMsg {
+    /// What kind of step the message asks for, for logs.
+    fn kind(&self) -> &'static str {
+        match self {
+            ReplicaMsg::Tick => "tick",
+            ReplicaMsg::Inbound { .. } => "inbound",
+            ReplicaMsg::Members(_) => "members",
+            ReplicaMsg::Flush => "flush",
+        }
+    }
+
+    /// The bytes it carries from a neighbour.
+    fn inbound_len(&self) -> usize {
+        match self {
+            ReplicaMsg::Inbound { bytes, .. } => bytes.len(),
+            _ => 0,
+        }
+    }
 }
 
 pub(crate) struct ReplicaActor<C>(PhantomData<fn() -> C>);
@@ -99,10 +119,16 @@ impl<C: MapView> Actor for ReplicaActor<C> {
     }
 }
 
+/// A sync step that holds the replica longer than this is logged: readers and writers wait
+/// on that lock, and on a small machine so do the heartbeats that keep the node a member.
+const SLOW_STEP: Duration = Duration::from_millis(100);
+
 async fn handle_message<C: MapView>(shared: &Arc<Shared<C>>, message: ReplicaMsg) {
     let inbound = matches!(message, ReplicaMsg::Inbound { .. });
+    let (kind, len) = (message.kind(), message.inbound_len());
     let (transmits, seq) = {
         let mut core = shared.lock();
+        let started = Instant::now();
         match message {
             ReplicaMsg::Tick => core.sync.handle_tick(),
             ReplicaMsg::Inbound { from, bytes } => {
@@ -127,7 +153,12 @@ async fn handle_message<C: MapView>(shared: &Arc<Shared<C>>, message: ReplicaMsg
             // Each is reported once per key and neighbour by the sync layer.
             tracing::warn!(replica = %shared.name, ?warning, "entry does not fit a neighbour's message limit");
         }
-        (shared.drain(&mut core), core.seq())
+        let drained = (shared.drain(&mut core), core.seq());
+        let took = started.elapsed();
+        if took > SLOW_STEP {
+            tracing::warn!(replica = %shared.name, step = kind, bytes = len, took_ms = took.as_millis() as u64, "a sync step held the replica");
+        }
+        drained
     };
     if inbound {
         // Acknowledgements arrive as messages: wake writes waiting for their write concern.
