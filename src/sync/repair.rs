@@ -4,11 +4,11 @@ use super::MapCrdt;
 use super::keys::key_hash;
 use super::message::{DotRange, Message};
 use super::pack::{Placed, RepairPacker};
-use super::state::{ENVELOPE, SyncState, SyncWarning};
+use super::state::{ENVELOPE, Neighbour, SyncState, SyncWarning};
 use crate::codec;
 use crate::crdt::{Causal, CausalContext, Dot, DotMap, DotStore, ReplicaId};
 use crate::merkle::{Digest, KeyHash, NodePath};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Repair messages of one burst.
 type Repairs<C> = Vec<Message<<C as MapCrdt>::Key, <C as MapCrdt>::Value>>;
@@ -118,7 +118,29 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         if let Some(n) = self.neighbours.get_mut(from) {
             n.last_context = Some(ours);
         }
-        let (messages, keys) = self.unseen_repairs(from, &ctx);
+        // Writes of a third replica that `from` is still receiving (its entry grew since its
+        // last context) are on their way from their writer: repairing them too would send
+        // them twice, and at 100,000 keys that was most of a node's work while it converged.
+        // They are repaired at the next context if its entry stops growing (the writer
+        // crashed, or cannot reach it). Our own writes and the sender's are never skipped.
+        let streaming: BTreeSet<ReplicaId> = match self.neighbours.get(from) {
+            Some(Neighbour {
+                last_vector: Some(before),
+                ..
+            }) => ctx
+                .vector()
+                .iter()
+                .filter(|&&(r, n)| {
+                    r != self.id && r != their_id && before.iter().any(|&(b, m)| b == r && m < n)
+                })
+                .map(|&(r, _)| r)
+                .collect(),
+            _ => BTreeSet::new(),
+        };
+        if let Some(n) = self.neighbours.get_mut(from) {
+            n.last_vector = Some(ctx.vector().to_vec());
+        }
+        let (messages, keys) = self.unseen_repairs(from, &ctx, &streaming);
         let found = keys > 0;
         if !messages.is_empty() {
             self.stats.repair_keys_sent += keys;
@@ -142,7 +164,12 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     /// Every key holding a write `seen` does not cover, with all its entries, in dot order and
     /// in one burst of messages to `peer`; the first carries the dot ranges the receiver may
     /// then record as seen. Returns the messages and the number of keys they carry.
-    fn unseen_repairs(&mut self, peer: &P, seen: &CausalContext) -> (Repairs<C>, u64) {
+    fn unseen_repairs(
+        &mut self,
+        peer: &P,
+        seen: &CausalContext,
+        streaming: &BTreeSet<ReplicaId>,
+    ) -> (Repairs<C>, u64) {
         let limit = self.limit_for(peer);
         let (ctx, ctx_len) = self.sendable_context(limit);
         let causal = self.crdt.as_causal();
@@ -150,7 +177,8 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         for (key, store) in causal.store().iter() {
             let mut first: Option<Dot> = None;
             store.for_each_dot(&mut |d| {
-                if !seen.contains(d) && first.is_none_or(|f| d < f) {
+                let unseen = !seen.contains(d) && !streaming.contains(&d.replica);
+                if unseen && first.is_none_or(|f| d < f) {
                     first = Some(d);
                 }
             });
@@ -192,6 +220,8 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             .context()
             .vector()
             .iter()
+            // Nothing is claimed of a streaming replica: its writes were not looked at.
+            .filter(|(r, _)| !streaming.contains(r))
             .filter_map(|&(r, n)| {
                 let from = seen.contiguous(r) + 1;
                 let to = n.min(excluded.get(&r).map_or(u64::MAX, |c| c - 1));

@@ -185,6 +185,9 @@ pub(super) struct Neighbour {
     /// At its last `Context`: a hash of its context, and our root. Unchanged at the next one
     /// means nothing is landing on either side.
     pub(super) last_context: Option<(u64, Digest)>,
+    /// Its version vector at its last `Context`: a replica's entry that grew since is still
+    /// streaming to it (see `on_context`).
+    pub(super) last_vector: Option<Vec<(ReplicaId, u64)>>,
 }
 
 /// The sync protocol state of one replica of a map-shaped CRDT `C`, with neighbours named by
