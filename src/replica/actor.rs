@@ -123,10 +123,17 @@ impl<C: MapView> Actor for ReplicaActor<C> {
 /// on that lock, and on a small machine so do the heartbeats that keep the node a member.
 const SLOW_STEP: Duration = Duration::from_millis(100);
 
+/// Whether this thread is a worker of a multi-threaded tokio runtime, where
+/// [`tokio::task::block_in_place`] is allowed (it panics on a current-thread runtime).
+fn may_block_in_place() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
 async fn handle_message<C: MapView>(shared: &Arc<Shared<C>>, message: ReplicaMsg) {
     let inbound = matches!(message, ReplicaMsg::Inbound { .. });
     let (kind, len) = (message.kind(), message.inbound_len());
-    let (transmits, seq) = {
+    let step = move || {
         let mut core = shared.lock();
         let started = Instant::now();
         match message {
@@ -146,6 +153,7 @@ async fn handle_message<C: MapView>(shared: &Arc<Shared<C>>, message: ReplicaMsg
                 if !core.manual_neighbours {
                     tracing::info!(replica = %shared.name, ?members, "neighbours follow membership");
                     core.sync.set_neighbours(members);
+                    shared.note_neighbours(&core);
                 }
             }
         }
@@ -159,6 +167,14 @@ async fn handle_message<C: MapView>(shared: &Arc<Shared<C>>, message: ReplicaMsg
             tracing::warn!(replica = %shared.name, step = kind, bytes = len, took_ms = took.as_millis() as u64, "a sync step held the replica");
         }
         drained
+    };
+    let (transmits, seq) = if may_block_in_place() {
+        // A step can take a while (a 1 MiB repair joined, a burst packed): the worker it runs
+        // on hands its other tasks (sessions, heartbeats) to another thread meanwhile, so a
+        // busy replica does not make its node look dead to its peers.
+        tokio::task::block_in_place(step)
+    } else {
+        step()
     };
     if inbound {
         // Acknowledgements arrive as messages: wake writes waiting for their write concern.

@@ -336,6 +336,7 @@ impl<C: MapView> Replica<C> {
         // Hand-set neighbours need not all see each other: pass writes on.
         core.sync.set_relay(true);
         core.sync.set_neighbours(nodes);
+        self.shared.note_neighbours(&core);
         drop(core);
         // The greetings to new neighbours leave now, not at the next tick.
         self.shared.request_flush();
@@ -343,7 +344,11 @@ impl<C: MapView> Replica<C> {
 
     /// The current neighbours (node names).
     pub fn neighbours(&self) -> Vec<String> {
-        self.shared.lock().sync.neighbours().cloned().collect()
+        self.shared
+            .neighbours
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A stream of diffs: every change of a visible value, local or remote, in the order this

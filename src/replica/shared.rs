@@ -149,6 +149,9 @@ pub(crate) struct Shared<C: MapView> {
     pub(crate) flusher: OnceLock<ActorRef<ReplicaMsg>>,
     /// A [`ReplicaMsg::Flush`] is on its way: later writes ride along with it.
     pub(crate) flush_pending: AtomicBool,
+    /// The neighbours, kept apart from the core: the products poll them every few ms, and
+    /// must not wait on the core's lock while a long sync step holds it.
+    pub(crate) neighbours: Mutex<Vec<String>>,
 }
 
 /// Milliseconds since the Unix epoch, for the hybrid logical clock.
@@ -196,6 +199,7 @@ impl<C: MapView> Shared<C> {
             outbox_closed: AtomicBool::new(false),
             flusher: OnceLock::new(),
             flush_pending: AtomicBool::new(false),
+            neighbours: Mutex::new(Vec::new()),
         }
     }
 
@@ -268,6 +272,13 @@ impl<C: MapView> Shared<C> {
 
     /// Handles what a sync call left behind: events (for storage and subscribers) and
     /// transmits (returned, to be sent after the lock is released).
+    /// Notes the sync layer's neighbours for [`Replica::neighbours`](super::Replica::neighbours)
+    /// (after every change of them, under the core's lock).
+    pub(crate) fn note_neighbours(&self, core: &Core<C>) {
+        let now: Vec<String> = core.sync.neighbours().cloned().collect();
+        *self.neighbours.lock().unwrap_or_else(|e| e.into_inner()) = now;
+    }
+
     pub(crate) fn drain(&self, core: &mut Core<C>) -> Vec<Transmit<String>> {
         while let Some(event) = core.sync.poll_event() {
             match event {
