@@ -824,10 +824,14 @@ async fn run(
     let mut members = tokio::time::interval(MEMBERS_EVERY);
     members.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        let started = std::time::Instant::now();
+        let step = tokio::select! {
             update = diffs.recv() => match update {
                 None => return,
-                Some(Update::Diffs(batch)) => on_diffs(&inner, batch).await,
+                Some(Update::Diffs(batch)) => {
+                    on_diffs(&inner, batch).await;
+                    "diffs"
+                }
                 // Fell behind: decide everything again from the fresh copy it hands over.
                 Some(Update::Lagged(now)) => {
                     reread_incarnations(&inner);
@@ -841,13 +845,31 @@ async fn run(
                         })
                         .collect();
                     settle(&inner, claims, true).await;
+                    "lagged"
                 }
             },
-            Some(actor) = died.recv() => remove_actor(&inner, actor).await,
-            _ = members.tick() => on_members(&inner).await,
+            Some(actor) = died.recv() => {
+                remove_actor(&inner, actor).await;
+                "actor stopped"
+            }
+            _ = members.tick() => {
+                on_members(&inner).await;
+                "members"
+            }
+        };
+        let took = started.elapsed();
+        if took > SLOW_STEP {
+            tracing::warn!(
+                step,
+                took_ms = took.as_millis() as u64,
+                "registry: a view update took long"
+            );
         }
     }
 }
+
+/// A view update taking longer than this is logged: lookups and registrations wait on it.
+const SLOW_STEP: Duration = Duration::from_millis(100);
 
 async fn on_diffs(inner: &Inner, batch: Vec<Diff<Slot, Record>>) {
     let mut stale = Vec::new();
