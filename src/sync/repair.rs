@@ -131,7 +131,9 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                 .vector()
                 .iter()
                 .filter(|&&(r, n)| {
-                    r != self.id && r != their_id && before.iter().any(|&(b, m)| b == r && m < n)
+                    // A replica missing from the last vector had written nothing there.
+                    let was = before.iter().find(|&&(b, _)| b == r).map_or(0, |&(_, m)| m);
+                    r != self.id && r != their_id && was < n
                 })
                 .map(|&(r, _)| r)
                 .collect(),

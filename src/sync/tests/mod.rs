@@ -5,4 +5,5 @@ mod events;
 mod limits;
 mod schedules;
 mod sim;
+mod streaming;
 mod wire;
