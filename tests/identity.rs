@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{Harness, WAIT, number};
+use support::{Harness, WAIT, eventually, number};
 
 /// A loopback port nothing listens on right now.
 fn free_port() -> u16 {
@@ -61,18 +61,9 @@ fn a_second_node_with_a_taken_name_is_refused_and_told_why() {
 
     // The refusal is counted when a's side of the session closes, which may come after the
     // refused process has already exited (it quits in a few ms).
-    let end = Instant::now() + WAIT;
-    loop {
-        let stats = a.stats();
-        if number(&stats, "/cluster/sessions_refused") >= 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < end,
-            "the refusal was never counted: {stats}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(WAIT, "a counts the refused session", || {
+        (number(&a.stats(), "/cluster/sessions_refused") >= 1).then_some(())
+    });
     // The first b is still a member and its writes still arrive.
     a.await_members(1);
     b.put("still/b", "1");

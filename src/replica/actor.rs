@@ -152,8 +152,7 @@ async fn handle_message<C: MapView>(shared: &Arc<Shared<C>>, message: ReplicaMsg
             ReplicaMsg::Members(members) => {
                 if !core.manual_neighbours {
                     tracing::info!(replica = %shared.name, ?members, "neighbours follow membership");
-                    core.sync.set_neighbours(members);
-                    shared.note_neighbours(&core);
+                    shared.set_neighbours(&mut core, members);
                 }
             }
         }
@@ -181,14 +180,5 @@ async fn handle_message<C: MapView>(shared: &Arc<Shared<C>>, message: ReplicaMsg
         shared.acks.notify_waiters();
     }
     shared.wake_committer();
-    if !transmits.is_empty() {
-        // Nothing leaves before the state it was read from is durable: a crash must never
-        // forget a dot of ours that a neighbour already holds (the restarted replica keeps
-        // its id and would mint that dot again, and the neighbour would ignore the write).
-        if let Err(error) = shared.until_durable(seq).await {
-            tracing::warn!(replica = %shared.name, %error, "not sending: state not stored");
-            return;
-        }
-    }
-    shared.transmit(transmits);
+    shared.send_when_durable(transmits, seq).await;
 }

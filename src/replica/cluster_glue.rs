@@ -162,10 +162,7 @@ async fn probe_neighbours<C: MapView>(shared: &Shared<C>) {
         core.sync.probe_neighbours();
         (shared.drain(&mut core), core.seq())
     };
-    // As everything sent: only after the state it was read from is durable.
-    if shared.until_durable(seq).await.is_ok() {
-        shared.transmit(transmits);
-    }
+    shared.send_when_durable(transmits, seq).await;
 }
 
 impl<C: MapView> Replica<C> {

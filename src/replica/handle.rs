@@ -335,8 +335,7 @@ impl<C: MapView> Replica<C> {
         core.manual_neighbours = true;
         // Hand-set neighbours need not all see each other: pass writes on.
         core.sync.set_relay(true);
-        core.sync.set_neighbours(nodes);
-        self.shared.note_neighbours(&core);
+        self.shared.set_neighbours(&mut core, nodes);
         drop(core);
         // The greetings to new neighbours leave now, not at the next tick.
         self.shared.request_flush();

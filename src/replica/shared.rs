@@ -270,15 +270,37 @@ impl<C: MapView> Shared<C> {
         }
     }
 
-    /// Handles what a sync call left behind: events (for storage and subscribers) and
-    /// transmits (returned, to be sent after the lock is released).
-    /// Notes the sync layer's neighbours for [`Replica::neighbours`](super::Replica::neighbours)
-    /// (after every change of them, under the core's lock).
-    pub(crate) fn note_neighbours(&self, core: &Core<C>) {
+    /// Sets the sync layer's neighbours, and the copy of them that
+    /// [`Replica::neighbours`](super::Replica::neighbours) reads without the core's lock.
+    pub(crate) fn set_neighbours(
+        &self,
+        core: &mut Core<C>,
+        nodes: impl IntoIterator<Item = String>,
+    ) {
+        core.sync.set_neighbours(nodes);
         let now: Vec<String> = core.sync.neighbours().cloned().collect();
-        *self.neighbours.lock().unwrap_or_else(|e| e.into_inner()) = now;
+        *self
+            .neighbours
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = now;
     }
 
+    /// Sends `transmits`, read from the state at `seq`, once that state is durable: a crash
+    /// must never forget a dot of ours that a neighbour already holds (the restarted replica
+    /// keeps its id and would mint that dot again, and the neighbour would ignore the write).
+    pub(crate) async fn send_when_durable(&self, transmits: Vec<Transmit<String>>, seq: u64) {
+        if transmits.is_empty() {
+            return;
+        }
+        if let Err(error) = self.until_durable(seq).await {
+            tracing::warn!(replica = %self.name, %error, "not sending: state not stored");
+            return;
+        }
+        self.transmit(transmits);
+    }
+
+    /// Handles what a sync call left behind: events (for storage and subscribers) and
+    /// transmits (returned, to be sent after the lock is released).
     pub(crate) fn drain(&self, core: &mut Core<C>) -> Vec<Transmit<String>> {
         while let Some(event) = core.sync.poll_event() {
             match event {

@@ -48,11 +48,13 @@ mod tests {
         (a, b)
     }
 
-    #[test]
-    fn a_digest_shows_convergence_only_when_equal() {
-        let (mut a, mut b) = pair();
-        a.mutate(|m, id| m.put(id, Timestamp::new(1, 0), "k".to_string(), 1u32));
-        let mut confirmed = false;
+    /// Six ticks of both, each followed by carrying every message; `watch` sees each of b's
+    /// messages before a handles it.
+    fn run(
+        a: &mut SyncState<Map, &'static str>,
+        b: &mut SyncState<Map, &'static str>,
+        mut watch: impl FnMut(&SyncState<Map, &'static str>, &[u8]),
+    ) {
         for _ in 0..6 {
             a.handle_tick();
             b.handle_tick();
@@ -60,10 +62,20 @@ mod tests {
                 b.handle_message(&"a", &t.bytes).unwrap();
             }
             while let Some(t) = b.poll_transmit() {
-                confirmed |= a.shows_peer_has_all(&t.bytes);
+                watch(a, &t.bytes);
                 a.handle_message(&"b", &t.bytes).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn a_digest_shows_convergence_only_when_equal() {
+        let (mut a, mut b) = pair();
+        a.mutate(|m, id| m.put(id, Timestamp::new(1, 0), "k".to_string(), 1u32));
+        let mut confirmed = false;
+        run(&mut a, &mut b, |a, bytes| {
+            confirmed |= a.shows_peer_has_all(bytes);
+        });
         assert!(confirmed, "b's digest after convergence confirms");
         // A write b has not seen: b's messages no longer confirm.
         a.mutate(|m, id| m.put(id, Timestamp::new(2, 0), "k2".to_string(), 2u32));
@@ -96,16 +108,7 @@ mod tests {
         assert!(!ask(&mut a, &mut b), "b lacks the write");
         b.mutate(|m, id| m.put(id, Timestamp::new(1, 0), "other".to_string(), 0u32));
         while b.poll_transmit().is_some() {}
-        for _ in 0..6 {
-            a.handle_tick();
-            b.handle_tick();
-            while let Some(t) = a.poll_transmit() {
-                b.handle_message(&"a", &t.bytes).unwrap();
-            }
-            while let Some(t) = b.poll_transmit() {
-                a.handle_message(&"b", &t.bytes).unwrap();
-            }
-        }
+        run(&mut a, &mut b, |_, _| {});
         assert!(ask(&mut a, &mut b), "b holds everything a holds");
     }
 }

@@ -4,7 +4,7 @@ use super::MapCrdt;
 use super::keys::key_hash;
 use super::message::{DotRange, Message};
 use super::pack::{Placed, RepairPacker};
-use super::state::{ENVELOPE, Neighbour, SyncState, SyncWarning};
+use super::state::{ENVELOPE, SyncState, SyncWarning};
 use crate::codec;
 use crate::crdt::{Causal, CausalContext, Dot, DotMap, DotStore, ReplicaId};
 use crate::merkle::{Digest, KeyHash, NodePath};
@@ -123,25 +123,21 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         // them twice, and at 100,000 keys that was most of a node's work while it converged.
         // They are repaired at the next context if its entry stops growing (the writer
         // crashed, or cannot reach it). Our own writes and the sender's are never skipped.
-        let streaming: BTreeSet<ReplicaId> = match self.neighbours.get(from) {
-            Some(Neighbour {
-                last_vector: Some(before),
-                ..
-            }) => ctx
-                .vector()
-                .iter()
-                .filter(|&&(r, n)| {
-                    // A replica missing from the last vector had written nothing there.
-                    let was = before.iter().find(|&&(b, _)| b == r).map_or(0, |&(_, m)| m);
-                    r != self.id && r != their_id && was < n
-                })
-                .map(|&(r, _)| r)
-                .collect(),
-            _ => BTreeSet::new(),
-        };
-        if let Some(n) = self.neighbours.get_mut(from) {
-            n.last_vector = Some(ctx.vector().to_vec());
-        }
+        let before = self
+            .neighbours
+            .get_mut(from)
+            .and_then(|n| n.last_vector.replace(ctx.vector().to_vec()));
+        let streaming: BTreeSet<ReplicaId> = before
+            .map(|before| {
+                // A replica missing from the last vector had written nothing there.
+                let was = |r| before.iter().find(|&&(b, _)| b == r).map_or(0, |&(_, m)| m);
+                ctx.vector()
+                    .iter()
+                    .filter(|&&(r, n)| r != self.id && r != their_id && was(r) < n)
+                    .map(|&(r, _)| r)
+                    .collect()
+            })
+            .unwrap_or_default();
         let (messages, keys) = self.unseen_repairs(from, &ctx, &streaming);
         let found = keys > 0;
         if !messages.is_empty() {
