@@ -23,8 +23,11 @@ pub struct SyncConfig {
     /// throughput is set by the link, not by `max_sync_size` per tick. At least one message
     /// is always allowed. Default 4 MiB.
     pub max_in_flight_bytes: usize,
-    /// Ticks to wait for an acknowledgement before sending unacknowledged deltas again.
-    /// Default 3.
+    /// The fewest ticks to wait for an acknowledgement before sending unacknowledged deltas
+    /// again. The wait follows each neighbour's measured round trip (smoothed, plus four
+    /// mean deviations, as TCP's retransmission timeout), so a receiver that is slow, not
+    /// gone, is not sent the same window again; this is its floor, and the wait before the
+    /// first acknowledgement. Default 3.
     pub resend_after_ticks: u64,
     /// Deltas kept for neighbours that have not acknowledged them. A neighbour that falls
     /// further behind is repaired by the Merkle path instead. Default 100,000.

@@ -3,6 +3,7 @@
 
 mod events;
 mod limits;
+mod round_trip;
 mod schedules;
 mod sim;
 mod streaming;
