@@ -12,9 +12,15 @@
 //! * `count <topic> <n> <ms>`: waits until `n` entries of `topic` show here, then answers
 //!   their count (or an error after `ms`);
 //! * `diffs`: how many joins and leaves this node's subscriber has seen, by key;
-//! * `stats`: the presence replica's counters.
+//! * `no-diffs`: stops counting them and forgets the counts (so that a memory figure taken
+//!   on this node is the presence's, not the counter's);
+//! * `stats`: the presence replica's counters;
+//! * `heap`: bytes in use on the heap, after handing freed pages back to the system.
 //!
 //! Events: `READY <listen address>` once.
+
+#[path = "../common/heap.rs"]
+mod heap;
 
 use herd::cluster::{Node, NodeConfig};
 use herd::presence::{Presence, PresenceDiff};
@@ -62,7 +68,7 @@ pub(crate) async fn run(name: &str, seed: Option<&str>) -> Result<(), String> {
     let counts: Counts = Arc::default();
     let mut diffs = presence.subscribe(None);
     let counter = counts.clone();
-    tokio::spawn(async move {
+    let counting = tokio::spawn(async move {
         while let Some(diff) = diffs.recv().await {
             let mut counts = counter.lock().unwrap_or_else(|e| e.into_inner());
             match diff {
@@ -79,6 +85,12 @@ pub(crate) async fn run(name: &str, seed: Option<&str>) -> Result<(), String> {
     let mut actors: HashMap<(String, String), ActorRef<()>> = HashMap::new();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
+        if line.trim() == "no-diffs" {
+            counting.abort();
+            *counts.lock().unwrap_or_else(|e| e.into_inner()) = HashMap::new();
+            say("OK");
+            continue;
+        }
         let answer = command(&presence, &mut actors, &counts, &line).await;
         say(&answer);
     }
@@ -195,6 +207,10 @@ async fn command(
                 .map(|((topic, key), c)| (format!("{topic}/{key}"), *c))
                 .collect();
             format!("VALUE {}", json!(by_key))
+        }
+        ["heap"] => {
+            heap::trim();
+            format!("VALUE {}", json!(heap::in_use()))
         }
         ["stats"] => format!(
             "VALUE {}",

@@ -47,6 +47,7 @@ use crate::replica::{Diff, Replica, ReplicaError, ReplicaOptions, Subscription, 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,18 +63,18 @@ pub enum Slot {
     /// A node's incarnation record, written once by that incarnation when it starts.
     Incarnation {
         /// The node's name.
-        node: String,
+        node: SmolStr,
         /// The incarnation.
         incarnation: u64,
     },
     /// One track.
     Entry {
         /// The topic.
-        topic: String,
+        topic: SmolStr,
         /// The key within the topic.
-        key: String,
+        key: SmolStr,
         /// The tracking node.
-        node: String,
+        node: SmolStr,
         /// Its incarnation.
         incarnation: u64,
         /// Unique within the incarnation.
@@ -203,7 +204,7 @@ pub enum PresenceError {
 
 struct Inner<M: Meta> {
     replica: PresenceReplica<M>,
-    node: String,
+    node: SmolStr,
     incarnation: u64,
     started_ms: u64,
     /// Writes of this incarnation's record so far.
@@ -296,11 +297,11 @@ impl<M: Meta> Presence<M> {
                 incarnation,
             },
         );
-        let started = view.current[&node].started_ms;
+        let started = view.current[node.as_str()].started_ms;
         let diffs = replica.subscribe_deep(crate::replica::PRODUCT_DIFF_QUEUE);
         let inner = Arc::new(Inner {
             replica,
-            node: node.clone(),
+            node: node.into(),
             incarnation,
             started_ms: started,
             announced: AtomicU64::new(0),
@@ -325,8 +326,8 @@ impl<M: Meta> Presence<M> {
     pub async fn track(
         &self,
         actor: &ActorCell,
-        topic: impl Into<String>,
-        key: impl Into<String>,
+        topic: impl Into<SmolStr>,
+        key: impl Into<SmolStr>,
         meta: M,
     ) -> Result<TrackRef, PresenceError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
@@ -394,8 +395,8 @@ impl<M: Meta> Presence<M> {
             } = slot
                 && t == topic
             {
-                out.entry(key.clone()).or_default().push(Placement {
-                    node: node.clone(),
+                out.entry(key.to_string()).or_default().push(Placement {
+                    node: node.to_string(),
                     meta: meta.clone(),
                     track: TrackRef { slot: slot.clone() },
                 });
@@ -546,13 +547,14 @@ async fn on_diffs<M: Meta>(inner: &Inner<M>, batch: Vec<Diff<Slot, Record<M>>>) 
                     rescan |= view.record_incarnation(node, now);
                     // Written by the running incarnation since this node last saw it go:
                     // its entries may show again.
-                    if view.current.get(node).map(|c| c.incarnation) == Some(*incarnation) {
+                    if view.current.get(node.as_str()).map(|c| c.incarnation) == Some(*incarnation)
+                    {
                         rescan |= view.confirmed.insert(node.clone());
                     }
                 }
                 (Slot::Incarnation { node, .. }, None) if *node != inner.node => {
                     // A record went (its node removed it): decide its node's current again.
-                    view.current.remove(node);
+                    view.current.remove(node.as_str());
                     reread = true;
                 }
                 (
@@ -606,8 +608,12 @@ async fn announce<M: Meta>(inner: &Inner<M>, ask: bool) -> Result<(), ReplicaErr
 }
 
 async fn on_members<M: Meta>(inner: &Inner<M>) {
-    let mut live: std::collections::BTreeSet<String> =
-        inner.replica.neighbours().into_iter().collect();
+    let mut live: std::collections::BTreeSet<SmolStr> = inner
+        .replica
+        .neighbours()
+        .into_iter()
+        .map(SmolStr::from)
+        .collect();
     live.insert(inner.node.clone());
     let joined = {
         let mut view = lock(&inner.view);
@@ -616,7 +622,7 @@ async fn on_members<M: Meta>(inner: &Inner<M>) {
         }
         // A node that leaves the view must confirm its incarnation again when it is back:
         // until then its entries stay hidden (it may have restarted meanwhile).
-        let left: Vec<String> = view.live.difference(&live).cloned().collect();
+        let left: Vec<SmolStr> = view.live.difference(&live).cloned().collect();
         for node in &left {
             view.confirmed.remove(node);
         }
@@ -634,7 +640,7 @@ async fn on_members<M: Meta>(inner: &Inner<M>) {
 
 /// Notes every incarnation record in the replica.
 fn reread_incarnations<M: Meta>(inner: &Inner<M>) {
-    let records: Vec<(String, Current)> = inner.replica.read(|map| {
+    let records: Vec<(SmolStr, Current)> = inner.replica.read(|map| {
         map.iter()
             .filter_map(|(slot, record)| match (slot, record) {
                 (Slot::Incarnation { node, incarnation }, Record::Started { at_ms, .. }) => Some((

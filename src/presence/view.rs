@@ -3,6 +3,7 @@
 //! node is current. Nothing here writes to the replica.
 
 use super::{Placement, PresenceDiff, Record, Slot, TrackRef};
+use smol_str::SmolStr;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -21,25 +22,25 @@ pub(super) struct Subscriber<M> {
 /// This node's view of the presence map.
 pub(super) struct View<M> {
     /// Nodes whose entries show: this node and the live members hosting this presence.
-    pub(super) live: BTreeSet<String>,
+    pub(super) live: BTreeSet<SmolStr>,
     /// The latest incarnation record of each node.
-    pub(super) current: HashMap<String, Current>,
+    pub(super) current: HashMap<SmolStr, Current>,
     /// Nodes whose current incarnation wrote its record since this node last saw them go.
-    pub(super) confirmed: HashSet<String>,
+    pub(super) confirmed: HashSet<SmolStr>,
     /// Entries visible now, with the meta subscribers were last told.
     pub(super) visible: HashMap<Slot, M>,
     /// How many of them each topic has (kept by [`settle`](Self::settle), so that counting a
     /// topic does not scan every entry).
-    pub(super) per_topic: HashMap<String, usize>,
+    pub(super) per_topic: HashMap<SmolStr, usize>,
     pub(super) subscribers: Vec<Subscriber<M>>,
 }
 
 impl<M: Clone + PartialEq> View<M> {
     pub(super) fn new(me: &str) -> Self {
         View {
-            live: BTreeSet::from([me.to_owned()]),
+            live: BTreeSet::from([SmolStr::from(me)]),
             current: HashMap::new(),
-            confirmed: HashSet::from([me.to_owned()]),
+            confirmed: HashSet::from([SmolStr::from(me)]),
             visible: HashMap::new(),
             per_topic: HashMap::new(),
             subscribers: Vec::new(),
@@ -58,7 +59,7 @@ impl<M: Clone + PartialEq> View<M> {
         match self.current.get(node) {
             Some(c) if *c >= now => false,
             _ => {
-                self.current.insert(node.to_owned(), now);
+                self.current.insert(node.into(), now);
                 true
             }
         }
@@ -80,19 +81,19 @@ impl<M: Clone + PartialEq> View<M> {
         };
         let should = meta.filter(|_| self.shows(node, *incarnation));
         let placement = |meta: M| Placement {
-            node: node.clone(),
+            node: node.to_string(),
             meta,
             track: TrackRef { slot: slot.clone() },
         };
         let mut out = Vec::new();
         let leave = |meta: M| PresenceDiff::Leave {
-            topic: topic.clone(),
-            key: key.clone(),
+            topic: topic.to_string(),
+            key: key.to_string(),
             placement: placement(meta),
         };
         let join = |meta: M| PresenceDiff::Join {
-            topic: topic.clone(),
-            key: key.clone(),
+            topic: topic.to_string(),
+            key: key.to_string(),
             placement: placement(meta),
         };
         match (self.visible.remove(slot), should) {
