@@ -7,7 +7,8 @@
 //! last registration's acknowledgement until every node shows all of them (goal ≤ 1 s); p50
 //! and p99 of a local lookup (goal p99 ≤ 5 µs) and of a lookup plus call of an actor on another
 //! node; then node c is SIGKILLed: time until no survivor shows its names (goal ≤ the failure
-//! detector's 1.5 s + 200 ms) and names lost from the survivors (goal 0). Also
+//! detector's 1.5 s + 200 ms) and names lost from the survivors (goal 0); then, on three fresh
+//! nodes, heap in use and resident memory per name (goal 300 B; see [`memory`]). Also
 //! `sessions_reestablished`: authenticated sessions opened during the registrations and the
 //! convergence, all nodes together (goal 0; more means false Downs and reconnects, and each
 //! node's session counters and Downs by reason are printed when convergence fails).
@@ -170,4 +171,58 @@ pub(crate) fn registry(r: &mut Report) {
         }
     }
     r.record("names_lost_from_survivors", lost as f64, "names", Some(0.0));
+    drop((a, b, c));
+    memory(r, total);
+}
+
+/// Resident set of a process, bytes (Linux).
+fn rss(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb * 1024.0)
+}
+
+/// Memory per name, on three fresh nodes: each registers a third of `total` names bound to
+/// one actor (`register-bulk`: an actor per name would weigh more than its name), and node
+/// b's heap in use and resident set (after handing freed pages back) are taken before and
+/// once it shows them all.
+fn memory(r: &mut Report, total: usize) {
+    let per = total / 3;
+    let mut a = spawn("ma", None);
+    let mut b = spawn("mb", Some(&a.listen));
+    let mut c = spawn("mc", Some(&a.listen));
+    let ms = WAIT.as_millis();
+    for (p, n) in [(&mut a, "wa"), (&mut b, "wb"), (&mut c, "wc")] {
+        p.value(&format!("register {n} 1"));
+    }
+    for p in [&mut a, &mut b, &mut c] {
+        p.value(&format!("count w 3 {ms}"));
+    }
+    let heap_empty = b.value("heap").as_f64().unwrap_or(f64::NAN);
+    let empty = rss(b.pid());
+    for (p, prefix) in [(&mut a, "ma-"), (&mut b, "mb-"), (&mut c, "mc-")] {
+        p.send(&format!("register-bulk {prefix} {per}"));
+    }
+    for p in [&mut a, &mut b, &mut c] {
+        let answer = p.answer();
+        assert_eq!(answer, "OK", "{}", p.name);
+    }
+    b.value(&format!("count m {} {ms}", 3 * per));
+    let heap = b.value("heap").as_f64().unwrap_or(f64::NAN);
+    let names = (3 * per) as f64;
+    r.record(
+        "heap_per_name",
+        (heap - heap_empty) / names,
+        "bytes",
+        Some(300.0),
+    );
+    r.record(
+        "rss_per_name",
+        (rss(b.pid()) - empty) / names,
+        "bytes",
+        Some(300.0),
+    );
 }

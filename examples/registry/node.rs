@@ -6,6 +6,9 @@
 //! * `register <prefix> <n>`: starts `n` echo actors here and registers each under
 //!   `<prefix><i>` (`<prefix>` alone when `n` is 1); answers how many were registered and
 //!   how many names were already held;
+//! * `register-bulk <prefix> <n>`: registers `<prefix><i>` for `i` in `0..n`, all bound to
+//!   one new echo actor (for memory figures: the workload measures names, not actors);
+//! * `heap`: bytes in use on the heap, after handing freed pages back to the system;
 //! * `call <name> <ms>`: looks the name up (waiting up to `ms`) and calls the actor;
 //!   answers its reply, which names the node it runs on;
 //! * `where [<prefix>]`: each name starting with `prefix` (every name without one) and the
@@ -27,6 +30,11 @@
 //! Events: `READY <listen address>` once. With `HERD_REGISTRY_EARLY=<name>` the node
 //! registers `<name>` before it has synced with anyone (a claim made "on the other side of a
 //! partition", to show a conflict).
+
+// The workloads bench includes this file and the presence node, each with its copy.
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/heap.rs"]
+mod heap;
 
 use herd::cluster::{Node, NodeConfig};
 use herd::registry::{NamedActor, Registry, RegistryError, RegistryEvent, RegistryOptions};
@@ -227,6 +235,29 @@ async fn command(
             Ok(n) => register(node, registry, actors, prefix, n).await,
             Err(_) => "ERR n must be a number".into(),
         },
+        ["register-bulk", prefix, n] => {
+            let Ok(n) = n.parse::<usize>() else {
+                return "ERR n must be a number".into();
+            };
+            let echo = Echo {
+                node: node.name().to_owned(),
+            };
+            let actor = match Actor::spawn(None, echo, ()).await {
+                Ok((actor, _)) => actor,
+                Err(e) => return format!("ERR {e}"),
+            };
+            for i in 0..n {
+                if let Err(e) = registry.register(format!("{prefix}{i}"), &actor).await {
+                    return format!("ERR {e}");
+                }
+            }
+            actors.insert(format!("{prefix}*"), actor);
+            "OK".into()
+        }
+        ["heap"] => {
+            heap::trim();
+            format!("VALUE {}", json!(heap::in_use()))
+        }
         ["call", name, ms] => {
             let Ok(ms) = ms.parse::<u64>() else {
                 return "ERR ms must be a number".into();
@@ -245,7 +276,7 @@ async fn command(
             let at: BTreeMap<String, String> = registry
                 .select(prefix)
                 .into_iter()
-                .map(|e| (e.name, e.node))
+                .map(|e| (e.name.to_string(), e.node.to_string()))
                 .collect();
             format!("VALUE {}", json!(at))
         }
@@ -282,7 +313,7 @@ async fn command(
             let names: Vec<String> = registry
                 .select(prefix)
                 .into_iter()
-                .map(|e| e.name)
+                .map(|e| e.name.to_string())
                 .collect();
             let mut ns: Vec<u64> = Vec::with_capacity(names.len());
             for name in &names {
@@ -304,7 +335,7 @@ async fn command(
                 .select(prefix)
                 .into_iter()
                 .take(n)
-                .map(|e| e.name)
+                .map(|e| e.name.to_string())
                 .collect();
             let mut ns: Vec<u64> = Vec::with_capacity(names.len());
             for name in &names {

@@ -68,7 +68,9 @@ use crate::crdt::AwLwwMap;
 use crate::replica::{Diff, Replica, ReplicaError, ReplicaOptions, Subscription, Update};
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -85,16 +87,16 @@ pub enum Slot {
     /// A node's incarnation record, written by that incarnation.
     Incarnation {
         /// The node's name.
-        node: String,
+        node: SmolStr,
         /// The incarnation.
         incarnation: u64,
     },
     /// One claim on a name.
     Name {
         /// The name.
-        name: String,
+        name: SmolStr,
         /// The registering node.
-        node: String,
+        node: SmolStr,
         /// Its incarnation.
         incarnation: u64,
         /// Unique within the incarnation.
@@ -121,7 +123,7 @@ pub enum Record {
         /// How many claims the incarnation held when it wrote this.
         names: u64,
         /// The nodes it saw live when it wrote this.
-        live: BTreeSet<String>,
+        live: BTreeSet<SmolStr>,
         /// Whether the other nodes are asked to write their records again.
         ask: bool,
     },
@@ -164,9 +166,9 @@ impl RegistrationRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The name.
-    pub name: String,
+    pub name: SmolStr,
     /// The node that registered it.
-    pub node: String,
+    pub node: SmolStr,
     /// That node's incarnation.
     pub incarnation: u64,
     /// When it was registered (the registering node's wall clock, ms since the Unix epoch).
@@ -284,7 +286,7 @@ pub enum RegistryError {
 struct Inner {
     replica: RegistryReplica,
     cluster: Option<Node>,
-    node: String,
+    node: SmolStr,
     incarnation: u64,
     started_ms: u64,
     policy: ConflictPolicy,
@@ -411,7 +413,7 @@ impl Registry {
         let inner = Arc::new(Inner {
             replica,
             cluster,
-            node,
+            node: node.into(),
             incarnation,
             started_ms,
             policy: options.conflict,
@@ -441,12 +443,14 @@ impl Registry {
     /// [`RegistryError::NotLocal`]; [`RegistryError::Replica`]. Nothing registered then.
     pub async fn register<M: ractor::Message>(
         &self,
-        name: impl Into<String>,
+        name: impl Into<SmolStr>,
         actor: &ActorRef<M>,
     ) -> Result<RegistrationRef, RegistryError> {
         let name = name.into();
         if !actor.get_id().is_local() {
-            return Err(RegistryError::NotLocal { name });
+            return Err(RegistryError::NotLocal {
+                name: name.to_string(),
+            });
         }
         if let Some(holder) = self.whereis(&name) {
             return Err(RegistryError::AlreadyRegistered { holder });
@@ -520,9 +524,9 @@ impl Registry {
     pub fn lookup<M: ractor::Message>(&self, name: &str) -> Option<NamedActor<M>> {
         let entry = self.whereis(name)?;
         if entry.node == self.inner.node {
-            return lock(&self.inner.local)
-                .get(&entry.slot)
-                .map(|cell| NamedActor::local(entry.node.clone(), ActorRef::from(cell.clone())));
+            return lock(&self.inner.local).get(&entry.slot).map(|cell| {
+                NamedActor::local(entry.node.to_string(), ActorRef::from(cell.clone()))
+            });
         }
         let node = self.inner.cluster.as_ref()?;
         let endpoint = node
@@ -530,7 +534,11 @@ impl Registry {
             .into_iter()
             .find(|l| l.node == entry.node)?
             .actor;
-        Some(NamedActor::remote(entry.node, entry.slot, endpoint))
+        Some(NamedActor::remote(
+            entry.node.to_string(),
+            entry.slot,
+            endpoint,
+        ))
     }
 
     /// [`lookup`](Self::lookup), waiting up to `wait` for the name to show and its node's
@@ -557,9 +565,9 @@ impl Registry {
     pub fn select(&self, prefix: &str) -> Vec<Entry> {
         let view = lock(&self.inner.view);
         view.names
-            .range(prefix.to_owned()..)
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(name, _)| name.starts_with(prefix))
-            .filter_map(|(_, claims)| claims.values().next().cloned())
+            .filter_map(|(_, claims)| claims.first().map(|(_, e)| e.clone()))
             .collect()
     }
 
@@ -568,7 +576,7 @@ impl Registry {
     pub fn count_prefix(&self, prefix: &str) -> usize {
         let view = lock(&self.inner.view);
         view.names
-            .range(prefix.to_owned()..)
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(name, _)| name.starts_with(prefix))
             .count()
     }
@@ -765,7 +773,7 @@ async fn settle(inner: &Inner, claims: Vec<(Slot, Option<u64>)>, all: bool) {
             claims.extend(gone.into_iter().map(|s| (s, None)));
         }
         // Holders before, only of names whose claims change.
-        let mut before: BTreeMap<String, Option<Entry>> = BTreeMap::new();
+        let mut before: BTreeMap<SmolStr, Option<Entry>> = BTreeMap::new();
         let mut changed = BTreeSet::new();
         for (slot, at) in &claims {
             if !view.would_change(slot, *at) {
@@ -789,7 +797,7 @@ async fn settle(inner: &Inner, claims: Vec<(Slot, Option<u64>)>, all: bool) {
                 events.extend(new.clone().map(RegistryEvent::Registered));
             }
             if let Some(winner) = new {
-                for loser in view.names.get(&name).into_iter().flat_map(|c| c.values()) {
+                for (_, loser) in view.names.get(&name).into_iter().flatten() {
                     if loser.slot != winner.slot
                         && loser.node == inner.node
                         && loser.incarnation == inner.incarnation
@@ -945,14 +953,19 @@ async fn on_diffs(inner: &Inner, batch: Vec<Diff<Slot, Record>>) {
 }
 
 async fn on_members(inner: &Inner) {
-    let mut live: BTreeSet<String> = inner.replica.neighbours().into_iter().collect();
+    let mut live: BTreeSet<SmolStr> = inner
+        .replica
+        .neighbours()
+        .into_iter()
+        .map(SmolStr::from)
+        .collect();
     live.insert(inner.node.clone());
     let joined = {
         let mut view = lock(&inner.view);
         if view.live == live {
             return;
         }
-        let left: Vec<String> = view.live.difference(&live).cloned().collect();
+        let left: Vec<SmolStr> = view.live.difference(&live).cloned().collect();
         for node in &left {
             view.confirmed.remove(node);
         }
@@ -971,7 +984,7 @@ async fn on_members(inner: &Inner) {
 
 /// Notes every incarnation record in the replica.
 fn reread_incarnations(inner: &Inner) {
-    let records: Vec<(String, Current)> = inner.replica.read(|map| {
+    let records: Vec<(SmolStr, Current)> = inner.replica.read(|map| {
         map.iter()
             .filter_map(|(slot, record)| match (slot, record) {
                 (Slot::Incarnation { node, incarnation }, Record::Started { at_ms, .. }) => Some((

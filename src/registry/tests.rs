@@ -40,7 +40,7 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<RegistryEvent>) -> RegistryEvent 
 }
 
 fn holder(r: &Registry, name: &str) -> Option<String> {
-    r.whereis(name).map(|e| e.node)
+    r.whereis(name).map(|e| e.node.to_string())
 }
 
 #[tokio::test]
@@ -67,7 +67,11 @@ async fn register_lookup_select_unregister() {
     r.register("worker/2", &w2).await.unwrap();
     r.register("other", &w2).await.unwrap();
     assert_eq!(r.count(), 3);
-    let names: Vec<String> = r.select("worker/").into_iter().map(|e| e.name).collect();
+    let names: Vec<String> = r
+        .select("worker/")
+        .into_iter()
+        .map(|e| e.name.to_string())
+        .collect();
     assert_eq!(names, ["worker/1", "worker/2"]);
     next(&mut events).await;
     next(&mut events).await;

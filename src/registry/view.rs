@@ -3,6 +3,7 @@
 //! Nothing here writes to the replica.
 
 use super::{Entry, RegistryEvent, Slot};
+use smol_str::SmolStr;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -14,18 +15,23 @@ pub(super) struct Current {
 }
 
 /// The order of claims on one name: the smallest wins.
-pub(super) type Rank = (u64, String, u64, u64);
+pub(super) type Rank = (u64, SmolStr, u64, u64);
+
+/// The claims on one name that show, in rank order: the first holds the name. Almost always
+/// one: a sorted vector of exactly that, where a `BTreeMap` allocated a node of eleven
+/// (Rank, Entry) slots, ~2 KB per name.
+pub(super) type Claims = Vec<(Rank, Entry)>;
 
 /// This node's view of the registry map.
 pub(super) struct View {
     /// Nodes whose claims show: this node and the live members hosting this registry.
-    pub(super) live: BTreeSet<String>,
+    pub(super) live: BTreeSet<SmolStr>,
     /// The latest incarnation record of each node.
-    pub(super) current: HashMap<String, Current>,
+    pub(super) current: HashMap<SmolStr, Current>,
     /// Nodes whose current incarnation wrote its record since this node last saw them go.
-    pub(super) confirmed: HashSet<String>,
+    pub(super) confirmed: HashSet<SmolStr>,
     /// The claims that show, by name, in rank order: the first one holds the name.
-    pub(super) names: BTreeMap<String, BTreeMap<Rank, Entry>>,
+    pub(super) names: BTreeMap<SmolStr, Claims>,
     /// The claims that show, by slot (to find them again when they go).
     pub(super) visible: HashMap<Slot, Rank>,
     pub(super) subscribers: Vec<UnboundedSender<RegistryEvent>>,
@@ -34,9 +40,9 @@ pub(super) struct View {
 impl View {
     pub(super) fn new(me: &str) -> Self {
         View {
-            live: BTreeSet::from([me.to_owned()]),
+            live: BTreeSet::from([SmolStr::from(me)]),
             current: HashMap::new(),
-            confirmed: HashSet::from([me.to_owned()]),
+            confirmed: HashSet::from([SmolStr::from(me)]),
             names: BTreeMap::new(),
             visible: HashMap::new(),
             subscribers: Vec::new(),
@@ -55,7 +61,7 @@ impl View {
         match self.current.get(node) {
             Some(c) if *c >= now => false,
             _ => {
-                self.current.insert(node.to_owned(), now);
+                self.current.insert(node.into(), now);
                 true
             }
         }
@@ -75,12 +81,12 @@ impl View {
 
     /// The holder of `name`.
     pub(super) fn winner(&self, name: &str) -> Option<&Entry> {
-        self.names.get(name).and_then(|c| c.values().next())
+        self.names.get(name).and_then(|c| c.first()).map(|(_, e)| e)
     }
 
     /// Brings one claim's visibility up to date (`at_ms` is its registration time in the
     /// replica, `None` if it is gone). Returns the name when the claim's showing changed.
-    pub(super) fn settle(&mut self, slot: &Slot, at_ms: Option<u64>) -> Option<String> {
+    pub(super) fn settle(&mut self, slot: &Slot, at_ms: Option<u64>) -> Option<SmolStr> {
         let Slot::Name {
             name,
             node,
@@ -99,7 +105,7 @@ impl View {
         if let Some(r) = &old
             && let Some(claims) = self.names.get_mut(name)
         {
-            claims.remove(r);
+            claims.retain(|(rank, _)| rank != r);
             if claims.is_empty() {
                 self.names.remove(name);
             }
@@ -107,16 +113,20 @@ impl View {
         if let Some(at) = should {
             let r = rank(at);
             self.visible.insert(slot.clone(), r.clone());
-            self.names.entry(name.clone()).or_default().insert(
-                r,
-                Entry {
-                    name: name.clone(),
-                    node: node.clone(),
-                    incarnation: *incarnation,
-                    registered_ms: at,
-                    slot: slot.clone(),
-                },
-            );
+            // Capacity 1: a vector's first growth makes room for four.
+            let claims = self
+                .names
+                .entry(name.clone())
+                .or_insert_with(|| Vec::with_capacity(1));
+            let at_rank = claims.partition_point(|(rank, _)| *rank < r);
+            let entry = Entry {
+                name: name.clone(),
+                node: node.clone(),
+                incarnation: *incarnation,
+                registered_ms: at,
+                slot: slot.clone(),
+            };
+            claims.insert(at_rank, (r, entry));
         }
         (old.map(|r| r.0) != should).then(|| name.clone())
     }

@@ -396,7 +396,11 @@ impl Supervisor {
         }
         let key = Key::Spec(spec.id.clone());
         if self.inner.specs.get(&key).is_some() {
-            let node = self.inner.registry.whereis(&spec.id).map(|e| e.node);
+            let node = self
+                .inner
+                .registry
+                .whereis(&spec.id)
+                .map(|e| e.node.to_string());
             return Err(SupervisorError::AlreadyPresent { id: spec.id, node });
         }
         self.inner.specs.put(key, Value::from_spec(&spec)).await?;
@@ -435,7 +439,9 @@ impl Supervisor {
                         reason: reason.clone(),
                     },
                     None => match inner.registry.whereis(&spec.id) {
-                        Some(entry) => ChildStatus::Running { node: entry.node },
+                        Some(entry) => ChildStatus::Running {
+                            node: entry.node.to_string(),
+                        },
                         None => ChildStatus::Pending,
                     },
                 };
@@ -471,7 +477,7 @@ impl Supervisor {
 
     /// The node child `id` runs on, as this node sees it.
     pub fn whereis(&self, id: &str) -> Option<String> {
-        self.inner.registry.whereis(id).map(|e| e.node)
+        self.inner.registry.whereis(id).map(|e| e.node.to_string())
     }
 
     /// The node that should run child `id` under the current eligible members (the pure
