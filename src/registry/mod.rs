@@ -567,7 +567,7 @@ impl Registry {
         view.names
             .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(name, _)| name.starts_with(prefix))
-            .filter_map(|(_, claims)| claims.first().map(|(_, e)| e.clone()))
+            .filter_map(|(_, claims)| claims.first().cloned())
             .collect()
     }
 
@@ -727,8 +727,7 @@ fn synced_with(inner: &Inner, node: &str) -> bool {
         }
         // Counted in the view, not the map: what lookups answer from.
         let held = lock(&inner.view)
-            .visible
-            .keys()
+            .visible()
             .filter(|slot| {
                 matches!(slot, Slot::Name { node: n, incarnation: i, .. }
                     if n == node && *i == incarnation)
@@ -765,8 +764,7 @@ async fn settle(inner: &Inner, claims: Vec<(Slot, Option<u64>)>, all: bool) {
         if all {
             let seen: std::collections::HashSet<&Slot> = claims.iter().map(|(s, _)| s).collect();
             let gone: Vec<Slot> = view
-                .visible
-                .keys()
+                .visible()
                 .filter(|s| !seen.contains(s))
                 .cloned()
                 .collect();
@@ -797,7 +795,7 @@ async fn settle(inner: &Inner, claims: Vec<(Slot, Option<u64>)>, all: bool) {
                 events.extend(new.clone().map(RegistryEvent::Registered));
             }
             if let Some(winner) = new {
-                for (_, loser) in view.names.get(&name).into_iter().flatten() {
+                for loser in view.names.get(&name).into_iter().flatten() {
                     if loser.slot != winner.slot
                         && loser.node == inner.node
                         && loser.incarnation == inner.incarnation

@@ -14,13 +14,20 @@ pub(super) struct Current {
     pub(super) incarnation: u64,
 }
 
-/// The order of claims on one name: the smallest wins.
-pub(super) type Rank = (u64, SmolStr, u64, u64);
+/// The claims on one name that show, in [`rank`] order: the first holds the name. Almost
+/// always one: a sorted vector of exactly that, where a `BTreeMap` allocated a node of eleven
+/// slots, ~2 KB per name.
+pub(super) type Claims = Vec<Entry>;
 
-/// The claims on one name that show, in rank order: the first holds the name. Almost always
-/// one: a sorted vector of exactly that, where a `BTreeMap` allocated a node of eleven
-/// (Rank, Entry) slots, ~2 KB per name.
-pub(super) type Claims = Vec<(Rank, Entry)>;
+/// The order of claims on one name: the smallest (registration time, node, incarnation, id)
+/// wins.
+pub(super) fn rank(entry: &Entry) -> (u64, &str, u64, u64) {
+    let id = match &entry.slot {
+        Slot::Name { id, .. } => *id,
+        Slot::Incarnation { .. } => 0,
+    };
+    (entry.registered_ms, &entry.node, entry.incarnation, id)
+}
 
 /// This node's view of the registry map.
 pub(super) struct View {
@@ -30,10 +37,9 @@ pub(super) struct View {
     pub(super) current: HashMap<SmolStr, Current>,
     /// Nodes whose current incarnation wrote its record since this node last saw them go.
     pub(super) confirmed: HashSet<SmolStr>,
-    /// The claims that show, by name, in rank order: the first one holds the name.
+    /// The claims that show, by name, in rank order: the first one holds the name. A claim
+    /// is found again by its name (in its slot): no second index by slot.
     pub(super) names: BTreeMap<SmolStr, Claims>,
-    /// The claims that show, by slot (to find them again when they go).
-    pub(super) visible: HashMap<Slot, Rank>,
     pub(super) subscribers: Vec<UnboundedSender<RegistryEvent>>,
 }
 
@@ -44,7 +50,6 @@ impl View {
             current: HashMap::new(),
             confirmed: HashSet::from([SmolStr::from(me)]),
             names: BTreeMap::new(),
-            visible: HashMap::new(),
             subscribers: Vec::new(),
         }
     }
@@ -76,12 +81,29 @@ impl View {
             return false;
         };
         let should = at_ms.filter(|_| self.shows(node, *incarnation));
-        self.visible.get(slot).map(|r| r.0) != should
+        self.shown_at(slot) != should
+    }
+
+    /// The registration time of `slot`'s claim, if it shows.
+    fn shown_at(&self, slot: &Slot) -> Option<u64> {
+        let Slot::Name { name, .. } = slot else {
+            return None;
+        };
+        self.names
+            .get(name)?
+            .iter()
+            .find(|e| e.slot == *slot)
+            .map(|e| e.registered_ms)
+    }
+
+    /// Every claim that shows.
+    pub(super) fn visible(&self) -> impl Iterator<Item = &Slot> {
+        self.names.values().flatten().map(|e| &e.slot)
     }
 
     /// The holder of `name`.
     pub(super) fn winner(&self, name: &str) -> Option<&Entry> {
-        self.names.get(name).and_then(|c| c.first()).map(|(_, e)| e)
+        self.names.get(name).and_then(|c| c.first())
     }
 
     /// Brings one claim's visibility up to date (`at_ms` is its registration time in the
@@ -91,34 +113,25 @@ impl View {
             name,
             node,
             incarnation,
-            id,
+            ..
         } = slot
         else {
             return None;
         };
         let should = at_ms.filter(|_| self.shows(node, *incarnation));
-        if self.visible.get(slot).map(|r| r.0) == should {
+        let old = self.shown_at(slot);
+        if old == should {
             return None; // nothing changed (the usual case in a rescan)
         }
-        let rank = |at: u64| (at, node.clone(), *incarnation, *id);
-        let old = self.visible.remove(slot);
-        if let Some(r) = &old
+        if old.is_some()
             && let Some(claims) = self.names.get_mut(name)
         {
-            claims.retain(|(rank, _)| rank != r);
+            claims.retain(|e| e.slot != *slot);
             if claims.is_empty() {
                 self.names.remove(name);
             }
         }
         if let Some(at) = should {
-            let r = rank(at);
-            self.visible.insert(slot.clone(), r.clone());
-            // Capacity 1: a vector's first growth makes room for four.
-            let claims = self
-                .names
-                .entry(name.clone())
-                .or_insert_with(|| Vec::with_capacity(1));
-            let at_rank = claims.partition_point(|(rank, _)| *rank < r);
             let entry = Entry {
                 name: name.clone(),
                 node: node.clone(),
@@ -126,9 +139,15 @@ impl View {
                 registered_ms: at,
                 slot: slot.clone(),
             };
-            claims.insert(at_rank, (r, entry));
+            // Capacity 1: a vector's first growth makes room for four.
+            let claims = self
+                .names
+                .entry(name.clone())
+                .or_insert_with(|| Vec::with_capacity(1));
+            let at_rank = claims.partition_point(|e| rank(e) < rank(&entry));
+            claims.insert(at_rank, entry);
         }
-        (old.map(|r| r.0) != should).then(|| name.clone())
+        Some(name.clone())
     }
 
     pub(super) fn publish(&mut self, events: Vec<RegistryEvent>) {
