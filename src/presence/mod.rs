@@ -344,7 +344,9 @@ impl<M: Meta> Presence<M> {
             .await?;
         lock(&self.inner.by_actor)
             .entry(actor.get_id())
-            .or_default()
+            // Capacity 1: one actor per track is the common case, and a vector's first
+            // growth makes room for four slots.
+            .or_insert_with(|| Vec::with_capacity(1))
             .push(slot.clone());
         let _ = self.inner.monitor.cast(MonitorMsg::Watch(actor.clone()));
         if matches!(

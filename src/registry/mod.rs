@@ -472,7 +472,9 @@ impl Registry {
         lock(&inner.local).insert(slot.clone(), cell.clone());
         lock(&inner.by_actor)
             .entry(cell.get_id())
-            .or_default()
+            // Capacity 1: one actor per name is the common case, and a vector's first
+            // growth makes room for four slots.
+            .or_insert_with(|| Vec::with_capacity(1))
             .push(slot.clone());
         if let Err(e) = inner
             .replica
