@@ -184,16 +184,6 @@ fn presence_node(name: &str, seed: Option<&str>) -> proc::Proc {
 /// Deadline of one presence step: 100,000 entries can take minutes to spread (see the book).
 const PRESENCE_WAIT: Duration = Duration::from_secs(300);
 
-/// Resident set of a process, bytes (Linux).
-fn rss(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb * 1024.0)
-}
-
 /// `products-presence`: 100,000 entries tracked over three node processes (a third each):
 /// tracks per second, time from the last track until every node lists all, heap in use and
 /// resident memory per entry on a node that lists them all, time from a SIGKILL of the node holding a third
@@ -216,7 +206,7 @@ pub(crate) fn presence(r: &mut Report) {
     // Memory is taken on b, which then counts no diffs (a does, for the figures below).
     b.ask("no-diffs");
     let heap_empty = b.value("heap").as_f64().unwrap_or(f64::NAN);
-    let empty = rss(b.pid());
+    let empty = b.resident_bytes();
     let started = Instant::now();
     a.send(&format!("track-bulk room a {per_node} m"));
     b.send(&format!("track-bulk room b {per_node} m"));
@@ -252,7 +242,7 @@ pub(crate) fn presence(r: &mut Report) {
     );
     r.record(
         "rss_per_entry",
-        (rss(b.pid()) - empty) / total as f64,
+        (b.resident_bytes() - empty) / total as f64,
         "bytes",
         Some(300.0),
     );

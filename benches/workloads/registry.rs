@@ -63,17 +63,8 @@ pub(crate) fn registry(r: &mut Report) {
         .unwrap_or(30_000);
     let per = total / 3;
     let total = per * 3;
-    let mut a = spawn("a", None);
-    let mut b = spawn("b", Some(&a.listen));
-    let mut c = spawn("c", Some(&a.listen));
+    let [mut a, mut b, mut c] = three("");
     let ms = WAIT.as_millis();
-    // Wait until the three see each other: one name each, shown everywhere.
-    for (p, n) in [(&mut a, "wa"), (&mut b, "wb"), (&mut c, "wc")] {
-        p.value(&format!("register {n} 1"));
-    }
-    for p in [&mut a, &mut b, &mut c] {
-        p.value(&format!("count w 3 {ms}"));
-    }
 
     let sessions_before = sessions_authenticated(&mut [&mut a, &mut b, &mut c]);
     let started = Instant::now();
@@ -175,14 +166,20 @@ pub(crate) fn registry(r: &mut Report) {
     memory(r, total);
 }
 
-/// Resident set of a process, bytes (Linux).
-fn rss(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb * 1024.0)
+/// Nodes `<prefix>a`, `<prefix>b` and `<prefix>c`, once the three see each other (one name
+/// each, shown everywhere).
+fn three(prefix: &str) -> [Proc; 3] {
+    let a = spawn(&format!("{prefix}a"), None);
+    let b = spawn(&format!("{prefix}b"), Some(&a.listen));
+    let c = spawn(&format!("{prefix}c"), Some(&a.listen));
+    let mut nodes = [a, b, c];
+    for (p, n) in nodes.iter_mut().zip(["wa", "wb", "wc"]) {
+        p.value(&format!("register {n} 1"));
+    }
+    for p in &mut nodes {
+        p.value(&format!("count w 3 {}", WAIT.as_millis()));
+    }
+    nodes
 }
 
 /// Memory per name, on three fresh nodes: each registers a third of `total` names bound to
@@ -191,18 +188,10 @@ fn rss(pid: u32) -> f64 {
 /// once it shows them all.
 fn memory(r: &mut Report, total: usize) {
     let per = total / 3;
-    let mut a = spawn("ma", None);
-    let mut b = spawn("mb", Some(&a.listen));
-    let mut c = spawn("mc", Some(&a.listen));
+    let [mut a, mut b, mut c] = three("m");
     let ms = WAIT.as_millis();
-    for (p, n) in [(&mut a, "wa"), (&mut b, "wb"), (&mut c, "wc")] {
-        p.value(&format!("register {n} 1"));
-    }
-    for p in [&mut a, &mut b, &mut c] {
-        p.value(&format!("count w 3 {ms}"));
-    }
     let heap_empty = b.value("heap").as_f64().unwrap_or(f64::NAN);
-    let empty = rss(b.pid());
+    let empty = b.resident_bytes();
     for (p, prefix) in [(&mut a, "ma-"), (&mut b, "mb-"), (&mut c, "mc-")] {
         p.send(&format!("register-bulk {prefix} {per}"));
     }
@@ -221,7 +210,7 @@ fn memory(r: &mut Report, total: usize) {
     );
     r.record(
         "rss_per_name",
-        (rss(b.pid()) - empty) / names,
+        (b.resident_bytes() - empty) / names,
         "bytes",
         Some(300.0),
     );

@@ -170,6 +170,17 @@ impl Proc {
         self.child.id()
     }
 
+    /// Its resident set in bytes (Linux `/proc`; 0 where unavailable).
+    pub(crate) fn resident_bytes(&self) -> f64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb * 1024.0)
+    }
+
     /// Kills it with SIGKILL and reaps it.
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
