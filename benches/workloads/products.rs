@@ -186,8 +186,9 @@ const PRESENCE_WAIT: Duration = Duration::from_secs(300);
 
 /// `products-presence`: 100,000 entries tracked over three node processes (a third each):
 /// tracks per second, time from the last track until every node lists all, heap in use and
-/// resident memory per entry on a node that lists them all, time from a SIGKILL of the node holding a third
-/// until no survivor lists them, and joins and leaves per entry seen by a survivor.
+/// resident memory per entry on a node that lists them all, time from a SIGKILL of the node
+/// holding a third until no survivor lists them, and joins and leaves per entry seen by a
+/// survivor.
 pub(crate) fn presence(r: &mut Report) {
     let per_node: usize = std::env::var("HERD_PRESENCE_PER_NODE")
         .ok()

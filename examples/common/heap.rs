@@ -2,14 +2,25 @@
 //!
 //! A process's resident set is not what herd holds: glibc keeps freed memory in its arenas
 //! (a burst of sync messages leaves its pages resident after it is processed). The workloads
-//! report both: the bytes in use on the heap (`mallinfo2`), and the resident set after
-//! [`trim`] handed freed pages back, as the `herd` node program does every few seconds.
-//! Elsewhere than glibc both are unavailable (`None`, no-op).
+//! report both: the bytes in use on the heap (`mallinfo2`), and the resident set after the
+//! `herd` node program's own `trim` handed freed pages back, as it does every few seconds.
+//! Elsewhere than glibc the figure is unavailable (`null`) and the trim a no-op.
+
+// The node program's trim, not a copy of it (its `PERIOD` is unused here).
+#[allow(dead_code)]
+#[path = "../../src/bin/herd/trim.rs"]
+mod trim;
+
+/// The `heap` command's answer: hands freed pages back, then `VALUE <bytes in use>`.
+pub(crate) fn answer() -> String {
+    trim::trim();
+    format!("VALUE {}", serde_json::json!(in_use()))
+}
 
 /// Bytes allocated and not freed, all arenas (glibc `mallinfo2`: `uordblks` + `hblkhd`).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-pub(crate) fn in_use() -> Option<u64> {
+fn in_use() -> Option<u64> {
     #[repr(C)]
     struct Mallinfo2 {
         arena: usize,
@@ -34,23 +45,6 @@ pub(crate) fn in_use() -> Option<u64> {
 
 /// Bytes allocated and not freed: unknown without glibc.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub(crate) fn in_use() -> Option<u64> {
+fn in_use() -> Option<u64> {
     None
 }
-
-/// Hands freed heap pages back to the system (glibc `malloc_trim`).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-pub(crate) fn trim() {
-    unsafe extern "C" {
-        fn malloc_trim(pad: usize) -> i32;
-    }
-    // SAFETY: `malloc_trim` takes no pointers and walks glibc's arenas under their locks.
-    unsafe {
-        malloc_trim(0);
-    }
-}
-
-/// Hands freed heap pages back to the system: a no-op without glibc.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub(crate) fn trim() {}

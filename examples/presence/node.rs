@@ -208,10 +208,7 @@ async fn command(
                 .collect();
             format!("VALUE {}", json!(by_key))
         }
-        ["heap"] => {
-            heap::trim();
-            format!("VALUE {}", json!(heap::in_use()))
-        }
+        ["heap"] => heap::answer(),
         ["stats"] => format!(
             "VALUE {}",
             serde_json::to_string(&presence.replica().stats()).unwrap_or_default()

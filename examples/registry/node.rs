@@ -254,10 +254,7 @@ async fn command(
             actors.insert(format!("{prefix}*"), actor);
             "OK".into()
         }
-        ["heap"] => {
-            heap::trim();
-            format!("VALUE {}", json!(heap::in_use()))
-        }
+        ["heap"] => heap::answer(),
         ["call", name, ms] => {
             let Ok(ms) = ms.parse::<u64>() else {
                 return "ERR ms must be a number".into();

@@ -301,19 +301,9 @@ pub struct SyncState<C: MapCrdt, P> {
 }
 
 impl Neighbour {
-    /// Drops the messages in flight that its acknowledgements now cover.
-    fn forget_acked(&mut self) {
-        while self.in_flight.front().is_some_and(|f| f.last <= self.acked) {
-            self.in_flight.pop_front();
-        }
-    }
-
-    /// Drops the messages in flight that an acknowledgement received at `tick` covers, and
-    /// samples the round trip of the newest of them that was not a resend. True if it did:
-    /// only then is the backed-off timeout dropped (Karn's rule: the acknowledgement of a
-    /// resend says nothing of the round trip, and a timeout too short for the receiver would
-    /// otherwise come back after every acknowledgement).
-    fn take_acked(&mut self, tick: u64) -> bool {
+    /// Drops the messages in flight that its acknowledgements now cover; returns the tick
+    /// the newest of them that was not a resend was sent at.
+    fn forget_acked(&mut self) -> Option<u64> {
         let mut sent_at = None;
         while let Some(f) = self.in_flight.front().filter(|f| f.last <= self.acked) {
             if !f.resent {
@@ -321,11 +311,15 @@ impl Neighbour {
             }
             self.in_flight.pop_front();
         }
-        if let Some(sent_at) = sent_at {
-            self.round_trip.sample(tick.saturating_sub(sent_at));
-            self.resend_ticks = 0;
-        }
-        sent_at.is_some()
+        sent_at
+    }
+
+    /// Goes back to the first unacknowledged delta (go-back-N): what was in flight is sent
+    /// again, and those copies give no round-trip sample.
+    fn go_back(&mut self) {
+        self.in_flight.clear();
+        self.resent_upto = self.resent_upto.max(self.sent_upto);
+        self.sent_upto = self.acked;
     }
 }
 
@@ -687,9 +681,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             .front()
             .is_some_and(|f| tick.saturating_sub(f.tick) >= wait)
         {
-            n.in_flight.clear();
-            n.resent_upto = n.resent_upto.max(n.sent_upto);
-            n.sent_upto = n.acked;
+            n.go_back();
             n.resend_ticks = wait
                 .saturating_mul(2)
                 .min(MAX_RESEND_TICKS.max(resend_after));
@@ -837,8 +829,14 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                 n.acked = n.acked.max(last.min(head));
                 n.sent_upto = n.sent_upto.max(n.acked);
             }
-            // Keeping up: back to the round-trip timeout, once a first copy was acknowledged.
-            n.take_acked(tick);
+            // A first copy acknowledged is a round-trip sample, and the receiver keeping up:
+            // back to the round-trip timeout. Not for a resend's acknowledgement, which may
+            // be the first copy's (Karn's rule): a timeout too short for the receiver would
+            // otherwise come back after every acknowledgement.
+            if let Some(sent_at) = n.forget_acked() {
+                n.round_trip.sample(tick.saturating_sub(sent_at));
+                n.resend_ticks = 0;
+            }
         }
         // The window has room again: send what is waiting now, not at the next tick.
         self.send_deltas(from);
@@ -853,9 +851,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             }
             if limit < assumed {
                 // What is in flight may have been refused: send it again, within the limit.
-                n.in_flight.clear();
-                n.resent_upto = n.resent_upto.max(n.sent_upto);
-                n.sent_upto = n.acked;
+                n.go_back();
             }
             n.limit = Some(limit);
         }
