@@ -14,11 +14,13 @@
 //! `r.record(metric, value, unit, limit)` once per figure (`limit`: the physical limit or the
 //! same-run baseline in the same unit, else `None`), then add one line to [`WORKLOADS`]:
 //! `("my-workload", my_workload),`. Name sync-protocol workloads `sync-*` so that
-//! `-- sync` selects them, and cluster workloads (two real node processes) `cluster-*`. [`report::median_time`] times a closure (median of n runs).
+//! `-- sync` selects them, cluster workloads (two real node processes) `cluster-*`, product
+//! workloads `products-*` and fault scenarios `nemesis-*`. [`report::median_time`] times a closure (median of n runs).
 
 mod cluster;
 mod limits;
 mod membership;
+mod nemesis;
 mod products;
 mod registry;
 mod report;
@@ -50,12 +52,24 @@ const WORKLOADS: &[Workload] = &[
     ("products-registry", registry::registry),
     ("products-supervisor", supervisor::supervisor),
     ("cluster-membership", membership::membership),
+    // The order of `tests/support/nemesis.rs`'s SCENARIOS (checked by `nemesis_names_match`).
+    ("nemesis-split-kill", nemesis::run::<0>),
+    ("nemesis-rolling-restart", nemesis::run::<1>),
+    ("nemesis-stop-resume", nemesis::run::<2>),
+    ("nemesis-wipe-rejoin", nemesis::run::<3>),
+    ("nemesis-bad-links", nemesis::run::<4>),
+    ("nemesis-bad-input", nemesis::run::<5>),
+    ("nemesis-presence-split", nemesis::run::<6>),
+    ("nemesis-supervisor-split", nemesis::run::<7>),
+    ("nemesis-registry-split", nemesis::run::<8>),
+    ("nemesis-agent-split", nemesis::run::<9>),
 ];
 
 fn main() {
     products::run_role_if_child();
     registry::run_role_if_child();
     supervisor::run_role_if_child();
+    nemesis::names_match(WORKLOADS);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let run = report::selected(WORKLOADS, &args);
     if run.is_empty() {

@@ -45,6 +45,11 @@ impl Report {
         target.join("workloads")
     }
 
+    /// Where the JSON lines go (and anything a workload writes beside them).
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Starts `workload`: later [`record`](Report::record)s belong to it, and its file
     /// `<dir>/<workload>.jsonl` is truncated now.
     pub(crate) fn begin(&mut self, workload: &'static str) {

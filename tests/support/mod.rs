@@ -9,7 +9,9 @@
 
 #[path = "../../src/bin/herd/client.rs"]
 mod client;
+pub(crate) mod nemesis;
 pub(crate) mod netns;
+pub(crate) mod timeline;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

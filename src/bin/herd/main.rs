@@ -20,6 +20,7 @@ mod metrics_http;
 mod node;
 mod products;
 mod protocol;
+mod replicas;
 mod trim;
 
 const USAGE: &str = "\

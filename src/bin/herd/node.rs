@@ -1,6 +1,7 @@
 //! `herd node`: one cluster node with a replicated key-value map, a replicated configuration
-//! (an [`Agent`] of [`DemoConfig`]) and a [`Registry`] of greeter actors, driven by line
-//! commands on stdin (see [`protocol::HELP`]) and answering each with one JSON line on stdout.
+//! (an [`Agent`] of [`DemoConfig`]), a [`Registry`] of greeter actors, a [`Supervisor`] of
+//! greeter children and a set, counters and a presence ([`Replicas`]), driven by line commands
+//! on stdin (see [`protocol::HELP`]) and answering each with one JSON line on stdout.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,8 +23,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::args::{NodeArgs, parse_node_args};
-use crate::products::{self, DemoConfig, Greeter, GreeterMsg};
+use crate::products::{self, DemoConfig, Greeter, GreeterMsg, Tally};
 use crate::protocol::{self, Command, FaultKind, error, ok};
+use crate::replicas::Replicas;
 
 /// The name of the node's key-value replica (and of its file in the data directory).
 const REPLICA: &str = "kv";
@@ -101,6 +103,8 @@ async fn run(args: NodeArgs) -> ExitCode {
         names,
         keys,
         jobs,
+        tally,
+        replicas,
     } = match start(&args).await {
         Ok(started) => started,
         Err(e) => {
@@ -134,6 +138,8 @@ async fn run(args: NodeArgs) -> ExitCode {
         config,
         names,
         jobs,
+        tally,
+        replicas,
         greeters: Mutex::new(HashMap::new()),
         events,
     };
@@ -191,6 +197,7 @@ async fn run(args: NodeArgs) -> ExitCode {
         config,
         names,
         jobs,
+        replicas,
         greeters,
         ..
     } = server;
@@ -211,8 +218,13 @@ async fn run(args: NodeArgs) -> ExitCode {
     // All side by side: the supervisor hands its children over to the other nodes while the
     // replicas hand their data over; the peers hear that this node leaves only after the
     // last of them.
-    let (jobs, names, config, kv) =
-        tokio::join!(jobs.shutdown(), names.stop(), config.stop(), kv.stop());
+    let (jobs, names, config, kv, replicas) = tokio::join!(
+        jobs.shutdown(),
+        names.stop(),
+        config.stop(),
+        kv.stop(),
+        replicas.stop()
+    );
     match jobs {
         Ok(stragglers) if !stragglers.is_empty() => {
             tracing::warn!(
@@ -239,6 +251,10 @@ async fn run(args: NodeArgs) -> ExitCode {
         tracing::error!(error = %e, "stopping the replica failed");
         code = ExitCode::FAILURE;
     }
+    if let Err(e) = replicas {
+        tracing::error!(error = %e, "stopping the set, counters or presence failed");
+        code = ExitCode::FAILURE;
+    }
     node.shutdown().await;
     tracing::info!(
         handed_over_ms = stopped.as_millis() as u64,
@@ -259,6 +275,9 @@ struct Started {
     /// before the registry's start-up wait, during which the replica already syncs.
     keys: usize,
     jobs: Supervisor,
+    /// The supervised children running here, counted by themselves.
+    tally: Tally,
+    replicas: Replicas,
 }
 
 async fn start(args: &NodeArgs) -> Result<Started, String> {
@@ -292,31 +311,50 @@ async fn start(args: &NodeArgs) -> Result<Started, String> {
             return Err(e);
         }
     };
-    match Supervisor::start(&node, jobs_options(node.name(), args)).await {
-        Ok(jobs) => Ok(Started {
+    let tally = Tally::default();
+    let jobs = match Supervisor::start(&node, jobs_options(node.name(), args, &tally)).await {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            let _ = names.stop().await;
+            let _ = config.stop().await;
+            let _ = kv.stop().await;
+            node.shutdown().await;
+            return Err(format!("starting the supervisor: {e}"));
+        }
+    };
+    match Replicas::start(&node, |name| replica_options(args, name)).await {
+        Ok(replicas) => Ok(Started {
             node,
             kv,
             config,
             names,
             keys,
             jobs,
+            tally,
+            replicas,
         }),
         Err(e) => {
+            let _ = jobs.shutdown().await;
             let _ = names.stop().await;
             let _ = config.stop().await;
             let _ = kv.stop().await;
             node.shutdown().await;
-            Err(format!("starting the supervisor: {e}"))
+            Err(e)
         }
     }
 }
 
 /// The supervisor's options: one kind of child, `greeter`, the same actor `register` starts,
-/// so a supervised child answers `call` with the node it runs on.
-fn jobs_options(node: &str, args: &NodeArgs) -> SupervisorOptions {
+/// so a supervised child answers `call` with the node it runs on; each counts itself in
+/// `tally` while it runs.
+fn jobs_options(node: &str, args: &NodeArgs, tally: &Tally) -> SupervisorOptions {
     let node = node.to_owned();
-    let mut options = SupervisorOptions::new(JOBS).kind("greeter", move |_: ChildContext| {
-        let greeter = Greeter { node: node.clone() };
+    let tally = tally.clone();
+    let mut options = SupervisorOptions::new(JOBS).kind("greeter", move |child: ChildContext| {
+        let greeter = Greeter {
+            node: node.clone(),
+            tally: Some((tally.clone(), child.id.to_string())),
+        };
         async move {
             let (actor, _) = Actor::spawn(None, greeter, ()).await?;
             Ok(actor.get_cell())
@@ -334,24 +372,7 @@ async fn start_products(
     node: &Node,
     args: &NodeArgs,
 ) -> Result<(Kv, usize, Agent<DemoConfig>, Registry), String> {
-    let options = |name: &str| -> Result<ReplicaOptions, String> {
-        let mut options = ReplicaOptions::new(name);
-        if let Some(interval) = args.sync_interval {
-            options = options.sync_interval(interval);
-        }
-        if let Some(bytes) = args.max_sync_size {
-            options = options.max_sync_size(bytes);
-        }
-        if args.write_behind {
-            options = options.ack(Ack::Applied);
-        }
-        if let Some(dir) = &args.data_dir {
-            let storage = RedbStorage::open(dir, name, RedbConfig::durable())
-                .map_err(|e| format!("opening storage in {}: {e}", dir.display()))?;
-            options = options.storage(storage);
-        }
-        Ok(options)
-    };
+    let options = |name: &str| replica_options(args, name);
     let kv = Kv::start(node, options(REPLICA)?)
         .await
         .map_err(|e| format!("starting the replica: {e}"))?;
@@ -385,6 +406,27 @@ async fn start_products(
     }
 }
 
+/// The options of the replica `name` from the node's arguments: sync settings, and storage
+/// in the data directory if there is one.
+fn replica_options(args: &NodeArgs, name: &str) -> Result<ReplicaOptions, String> {
+    let mut options = ReplicaOptions::new(name);
+    if let Some(interval) = args.sync_interval {
+        options = options.sync_interval(interval);
+    }
+    if let Some(bytes) = args.max_sync_size {
+        options = options.max_sync_size(bytes);
+    }
+    if args.write_behind {
+        options = options.ack(Ack::Applied);
+    }
+    if let Some(dir) = &args.data_dir {
+        let storage = RedbStorage::open(dir, name, RedbConfig::durable())
+            .map_err(|e| format!("opening storage in {}: {e}", dir.display()))?;
+        options = options.storage(storage);
+    }
+    Ok(options)
+}
+
 struct Server {
     node: Node,
     kv: Kv,
@@ -392,6 +434,10 @@ struct Server {
     names: Registry,
     /// The distributed supervisor of greeter children.
     jobs: Supervisor,
+    /// The supervised children running here, counted by themselves.
+    tally: Tally,
+    /// The set, counters and presence.
+    replicas: Replicas,
     /// The greeters this node started with `register`, by name.
     greeters: Mutex<HashMap<String, ActorRef<GreeterMsg>>>,
     /// Membership events since start, as JSON with `at_ms` (Unix time in ms) added.
@@ -441,6 +487,9 @@ fn unix_ms() -> u64 {
 
 impl Server {
     async fn execute(&self, command: Command) -> Value {
+        if let Some(answer) = self.replicas.execute(&command).await {
+            return answer;
+        }
         match command {
             Command::Put { key, value } => match self.kv.put(key, value).await {
                 Ok(()) => ok(json!({})),
@@ -588,7 +637,17 @@ impl Server {
                 };
                 await_condition(timeout, check).await
             }
+            Command::Children => ok(json!({"running": self.tally.running()})),
             Command::Help => ok(json!({"help": protocol::HELP})),
+            // Answered by `self.replicas` above.
+            Command::SetAdd { .. }
+            | Command::SetRemove { .. }
+            | Command::SetMembers { .. }
+            | Command::Increment { .. }
+            | Command::Counters
+            | Command::Track { .. }
+            | Command::Untrack { .. }
+            | Command::List { .. } => error("not handled", json!({})),
             // Handled by the read loop; answered here only for completeness.
             Command::Quit => ok(json!({})),
         }
@@ -641,9 +700,7 @@ impl Server {
     /// Starts a greeter on this node and registers it as `name`. A name already held (here
     /// or, as far as this node has seen, elsewhere) is refused and the greeter stopped.
     async fn register(&self, name: String) -> Value {
-        let greeter = Greeter {
-            node: self.node.name().to_owned(),
-        };
+        let greeter = Greeter::new(self.node.name());
         let actor = match Actor::spawn(None, greeter, ()).await {
             Ok((actor, _)) => actor,
             Err(e) => return error(format!("starting a greeter: {e}"), json!({})),

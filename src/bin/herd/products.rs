@@ -4,6 +4,7 @@
 //! every node.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
@@ -90,26 +91,44 @@ pub(crate) enum GreeterMsg {
     Greet(String, RpcReplyPort<String>),
 }
 
-/// A tiny actor that says which node it runs on: the thing `register` puts under a name.
+/// A tiny actor that says which node it runs on: the thing `register` puts under a name, and
+/// the child the supervisor starts.
 pub(crate) struct Greeter {
     /// The node it runs on.
     pub(crate) node: String,
+    /// A supervised child counts itself here, under its id, while it runs.
+    pub(crate) tally: Option<(Tally, String)>,
+}
+
+impl Greeter {
+    /// A greeter that is no supervised child.
+    pub(crate) fn new(node: &str) -> Self {
+        Greeter {
+            node: node.to_owned(),
+            tally: None,
+        }
+    }
 }
 
 impl Actor for Greeter {
     type Msg = GreeterMsg;
-    type State = ();
+    /// Held from start to stop: dropping it uncounts the child.
+    type State = Option<Running>;
     type Arguments = ();
 
-    async fn pre_start(&self, _: ActorRef<GreeterMsg>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
+    async fn pre_start(
+        &self,
+        _: ActorRef<GreeterMsg>,
+        _: (),
+    ) -> Result<Option<Running>, ActorProcessingErr> {
+        Ok(self.tally.as_ref().map(|(tally, id)| tally.enter(id)))
     }
 
     async fn handle(
         &self,
         _: ActorRef<GreeterMsg>,
         msg: GreeterMsg,
-        _: &mut (),
+        _: &mut Option<Running>,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             GreeterMsg::Greet(text, reply) => {
@@ -119,6 +138,49 @@ impl Actor for Greeter {
             }
         }
         Ok(())
+    }
+}
+
+/// How many copies of each supervised child run on this node, counted by the children
+/// themselves from start to stop (not read from the supervisor's registry, which shows one
+/// holder per id even if a bug ran two): what `children` answers and the nemesis suite checks.
+#[derive(Clone, Default)]
+pub(crate) struct Tally(Arc<Mutex<BTreeMap<String, usize>>>);
+
+impl Tally {
+    fn enter(&self, id: &str) -> Running {
+        *self.lock().entry(id.to_owned()).or_default() += 1;
+        Running {
+            tally: self.clone(),
+            id: id.to_owned(),
+        }
+    }
+
+    /// The children running now, with their copies.
+    pub(crate) fn running(&self) -> BTreeMap<String, usize> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, usize>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One running copy of a child in a [`Tally`]; uncounted when dropped.
+pub(crate) struct Running {
+    tally: Tally,
+    id: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut running = self.tally.lock();
+        if let Some(n) = running.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.id);
+            }
+        }
     }
 }
 
@@ -152,5 +214,21 @@ mod tests {
             assert!(set_field(&mut c, field, value).is_err(), "{field}");
         }
         assert_eq!(c, DemoConfig::default());
+    }
+
+    #[test]
+    fn a_tally_counts_copies_until_they_stop() {
+        let tally = Tally::default();
+        let a = tally.enter("a");
+        let a2 = tally.enter("a");
+        let b = tally.enter("b");
+        assert_eq!(
+            tally.running(),
+            BTreeMap::from([("a".into(), 2), ("b".into(), 1)])
+        );
+        drop((a, b));
+        assert_eq!(tally.running(), BTreeMap::from([("a".into(), 1)]));
+        drop(a2);
+        assert!(tally.running().is_empty());
     }
 }

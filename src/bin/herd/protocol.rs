@@ -49,6 +49,16 @@ supervised children (a distributed DynamicSupervisor of greeters, placed by rend
                                        answers the node that owns it
   where-child <id>                     {\"ok\":true,\"node\":\"..\"|null,\"owner\":\"..\"}: where it runs
   await-child <id> <node|*|-> <ms>     until child <id> runs on <node> (* anywhere, - nowhere)
+  children                             {\"ok\":true,\"running\":{<id>:<n>}}: the children running
+                                       on this node, each with how many copies (1 unless a bug)
+a replicated set, counters and presence:
+  sadd <element> / srem <element>      adds to (removes from) the set
+  smembers [<prefix>]                  {\"ok\":true,\"members\":[..]}: sorted
+  incr <counter> <by>                  adds <by> to <counter>
+  counters                             {\"ok\":true,\"counters\":{<name>:<value>}}
+  track <topic> <key>                  starts an actor here and tracks it under <topic>/<key>
+  untrack <topic> <key>                stops that actor (its track leaves with it)
+  list <topic>                         {\"ok\":true,\"keys\":{<key>:[<node>..]}}: who is there
   help
   quit                                 (end of input quits too)";
 
@@ -175,6 +185,33 @@ pub(crate) enum Command {
         id: String,
         expect: Expect,
         timeout: Duration,
+    },
+    /// The supervised children running on this node.
+    Children,
+    SetAdd {
+        element: String,
+    },
+    SetRemove {
+        element: String,
+    },
+    SetMembers {
+        prefix: String,
+    },
+    Increment {
+        counter: String,
+        by: u64,
+    },
+    Counters,
+    Track {
+        topic: String,
+        key: String,
+    },
+    Untrack {
+        topic: String,
+        key: String,
+    },
+    List {
+        topic: String,
     },
     Trim,
     Help,
@@ -354,6 +391,51 @@ pub(crate) fn parse(line: &str) -> Result<Command, String> {
                 text: text.to_owned(),
             })
         }
+        "children" => arity(0, "children").map(|()| Command::Children),
+        "sadd" | "srem" => {
+            arity(1, "sadd|srem <element>")?;
+            let element = words[0].to_owned();
+            Ok(if verb == "sadd" {
+                Command::SetAdd { element }
+            } else {
+                Command::SetRemove { element }
+            })
+        }
+        "smembers" => match words.as_slice() {
+            [] => Ok(Command::SetMembers {
+                prefix: String::new(),
+            }),
+            [prefix] => Ok(Command::SetMembers {
+                prefix: (*prefix).to_owned(),
+            }),
+            _ => Err("usage: smembers [<prefix>]".to_owned()),
+        },
+        "incr" => {
+            arity(2, "incr <counter> <by>")?;
+            let by = words[1]
+                .parse()
+                .map_err(|_| format!("<by> must be a non-negative integer, got `{}`", words[1]))?;
+            Ok(Command::Increment {
+                counter: words[0].to_owned(),
+                by,
+            })
+        }
+        "counters" => arity(0, "counters").map(|()| Command::Counters),
+        "track" | "untrack" => {
+            arity(2, "track|untrack <topic> <key>")?;
+            let (topic, key) = (words[0].to_owned(), words[1].to_owned());
+            Ok(if verb == "track" {
+                Command::Track { topic, key }
+            } else {
+                Command::Untrack { topic, key }
+            })
+        }
+        "list" => {
+            arity(1, "list <topic>")?;
+            Ok(Command::List {
+                topic: words[0].to_owned(),
+            })
+        }
         other => Err(format!("unknown command `{other}` (try `help`)")),
     }
 }
@@ -495,6 +577,54 @@ mod tests {
             })
         );
         assert_eq!(parse("quit"), Ok(Command::Quit));
+        assert_eq!(parse("children"), Ok(Command::Children));
+        assert_eq!(
+            parse("sadd x"),
+            Ok(Command::SetAdd {
+                element: "x".into()
+            })
+        );
+        assert_eq!(
+            parse("srem x"),
+            Ok(Command::SetRemove {
+                element: "x".into()
+            })
+        );
+        assert_eq!(
+            parse("smembers"),
+            Ok(Command::SetMembers {
+                prefix: String::new()
+            })
+        );
+        assert_eq!(
+            parse("incr hits 3"),
+            Ok(Command::Increment {
+                counter: "hits".into(),
+                by: 3
+            })
+        );
+        assert!(parse("incr hits -3").is_err());
+        assert_eq!(parse("counters"), Ok(Command::Counters));
+        assert_eq!(
+            parse("track room alice"),
+            Ok(Command::Track {
+                topic: "room".into(),
+                key: "alice".into()
+            })
+        );
+        assert_eq!(
+            parse("untrack room alice"),
+            Ok(Command::Untrack {
+                topic: "room".into(),
+                key: "alice".into()
+            })
+        );
+        assert_eq!(
+            parse("list room"),
+            Ok(Command::List {
+                topic: "room".into()
+            })
+        );
         assert_eq!(parse("config-get"), Ok(Command::ConfigGet));
         assert_eq!(
             parse("config-set features.beta true"),
