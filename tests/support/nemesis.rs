@@ -978,7 +978,10 @@ pub(crate) fn registry_under_a_split(scale: usize) -> Option<Outcome> {
             (1, format!("right{k}")),
         ] {
             c.nodes[i].ok(&format!("register {claimed}"));
-            claims.entry(claimed).or_default().push(["n0", "n1", "n2"][i]);
+            claims
+                .entry(claimed)
+                .or_default()
+                .push(["n0", "n1", "n2"][i]);
         }
     }
     // Each side sees its own claim.
