@@ -258,8 +258,8 @@ pub(crate) struct Outcome {
     pub(crate) name: &'static str,
     /// The last verdict: all 0 once converged, else what was still wrong at the deadline.
     pub(crate) verdict: Verdict,
-    /// From healing until the first read in which every node showed all it should (the
-    /// deadline if that never happened).
+    /// From healing until the first read in which every node showed everything
+    /// acknowledged before the healing (the deadline if that never happened).
     pub(crate) converged_after: Duration,
     /// Acknowledged operations.
     pub(crate) ops: usize,
@@ -336,6 +336,8 @@ pub(crate) struct Workload {
     removed: BTreeSet<String>,
     /// Acknowledged increments of counter `c`.
     counted: i64,
+    /// Of those, the ones acknowledged before the last fault was repaired.
+    counted_before_healing: i64,
     /// Per node, its acknowledged adds not yet removed, oldest first: map, then set.
     pending: Vec<(VecDeque<String>, VecDeque<String>)>,
     /// Acknowledged adds, not removed, that some node has not shown yet: which nodes have
@@ -357,6 +359,7 @@ impl Workload {
             added: HashMap::new(),
             removed: BTreeSet::new(),
             counted: 0,
+            counted_before_healing: 0,
             pending: vec![Default::default(); nodes],
             unstable: HashMap::new(),
             stable: Vec::new(),
@@ -401,6 +404,9 @@ impl Workload {
                 self.pending[i].1.push_back(element);
                 c.nodes[i].ok("incr c 1");
                 self.counted += 1;
+                if c.timeline.healed.is_none() {
+                    self.counted_before_healing += 1;
+                }
                 self.ops += 1;
             }
             if remove {
@@ -501,12 +507,15 @@ impl Workload {
         if let Some((_, first)) = reads.first() {
             verdict.divergent = reads.iter().filter(|(_, read)| read != first).count();
         }
-        // Converged: the first read after healing in which every node shows all it should.
-        let everyone_read = reads.len() == c.nodes.len();
-        if c.timeline.healed.is_some()
+        // Converged: the first read after healing in which every node has shown every add
+        // acknowledged before the healing (later adds are still on their way, as always).
+        if let Some(healed) = c.timeline.healed
             && c.timeline.converged.is_none()
-            && everyone_read
-            && verdict.clean()
+            && reads.len() == c.nodes.len()
+            && self.unstable.keys().all(|e| self.added[e] > healed)
+            && reads
+                .iter()
+                .all(|(_, (_, counter))| *counter >= self.counted_before_healing)
         {
             c.timeline.converged = Some(now);
         }
@@ -576,22 +585,29 @@ pub(crate) fn rolling_restart(scale: usize) -> Option<Outcome> {
 }
 
 /// A node SIGSTOPped for longer than the failure detector's timeout (its peers report it
-/// Down) and resumed: it is a member again and nothing written meanwhile is lost.
+/// Down) while the others write, and resumed: it is a member again, catches up, and nothing
+/// written meanwhile is lost.
 pub(crate) fn stopped_past_the_timeout(scale: usize) -> Option<Outcome> {
     let name = "stop-resume";
     let mut c = Cluster::start(name, 3, false)?;
     let mut w = Workload::new(3, 3, false);
     w.rounds(&mut c, 4 * scale);
-    for _ in 0..scale {
-        c.stop(2);
-        c.await_state(0, 2, false);
-        w.rounds(&mut c, 10);
-        c.resume(2);
-        c.await_state(0, 2, true);
-        w.rounds(&mut c, 4);
-    }
+    let stopped = Instant::now();
+    c.stop(2);
+    c.await_state(0, 2, false);
+    let down = stopped.elapsed();
+    w.rounds(&mut c, 10 * scale);
+    let resumed = Instant::now();
+    c.resume(2);
+    c.await_state(0, 2, true);
+    let up = resumed.elapsed();
+    w.rounds(&mut c, 4 * scale);
     c.timeline.close_all();
-    Some(w.check(name, c))
+    let mut outcome = w.check(name, c);
+    let ms = |d: Duration| (d.as_secs_f64() * 1e3).round();
+    outcome.extra.push(("stopped_to_down", ms(down), "ms"));
+    outcome.extra.push(("resumed_to_up", ms(up), "ms"));
+    Some(outcome)
 }
 
 /// A node killed, its data directory wiped, started again under the same name: it gets
