@@ -195,3 +195,28 @@ fn a_supervised_child_fails_over_when_its_node_is_killed() {
         .ok(&format!("await-child {id} a {ms}"), WAIT * 2)
         .expect("the child runs again on a");
 }
+
+/// A cluster member that runs no registry (here a bare `Node` in this process) does not hold
+/// a joining node's registry up: it holds no claim to wait for, so the joining node's
+/// registry is ready (it used to wait out its whole ready timeout, then start unready).
+#[test]
+fn a_member_without_a_registry_does_not_hold_up_a_joining_node() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let listen = "127.0.0.1:0".parse().expect("address");
+    let plain = rt
+        .block_on(herd::cluster::Node::start(
+            herd::cluster::NodeConfig::new("plain").listen(listen),
+        ))
+        .expect("a bare node");
+    let h = Harness::new();
+    let mut b = h.spawn(h.spec("b").seed(plain.listen_addr().to_string()));
+    assert_eq!(
+        b.ready()["names_ready"],
+        true,
+        "b's registry waited for a member that runs none: {}",
+        b.ready()
+    );
+    b.await_members(1);
+    b.put("still", "works");
+    rt.block_on(plain.shutdown());
+}

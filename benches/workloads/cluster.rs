@@ -47,13 +47,13 @@ fn value(i: usize) -> String {
 
 /// Keys and values made before any timing starts, so the figures measure herd rather than
 /// string formatting; each call clones its key and value, like the HashMap baseline.
-struct Data {
-    keys: Vec<String>,
-    values: Vec<String>,
+pub(crate) struct Data {
+    pub(crate) keys: Vec<String>,
+    pub(crate) values: Vec<String>,
 }
 
 impl Data {
-    fn new(prefix: &str, n: usize) -> Data {
+    pub(crate) fn new(prefix: &str, n: usize) -> Data {
         Data {
             keys: (0..n).map(|i| format!("{prefix}{i}")).collect(),
             values: (0..n).map(value).collect(),
@@ -70,14 +70,24 @@ pub(crate) fn herd_bin() -> String {
 }
 
 /// Node B: a `herd node` child process and its answers.
-struct Peer {
+pub(crate) struct Peer {
     child: Child,
     stdin: ChildStdin,
     lines: mpsc::Receiver<Value>,
 }
 
 impl Peer {
-    fn start(name: &str, seed: &str) -> Peer {
+    pub(crate) fn start(name: &str, seed: &str) -> Peer {
+        Self::start_with(name, seed, &[])
+    }
+
+    /// [`start`](Self::start) with more arguments for `herd node` (e.g. `--data-dir`).
+    pub(crate) fn start_with(name: &str, seed: &str, extra: &[&str]) -> Peer {
+        Self::start_with_ready(name, seed, extra).0
+    }
+
+    /// [`start_with`](Self::start_with), and the node's ready line.
+    pub(crate) fn start_with_ready(name: &str, seed: &str, extra: &[&str]) -> (Peer, Value) {
         let mut child = Command::new(herd_bin())
             .args([
                 "node",
@@ -89,6 +99,7 @@ impl Peer {
                 seed,
             ])
             .args(["--sync-interval-ms", &SYNC_MS.to_string()])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -114,21 +125,26 @@ impl Peer {
         };
         let ready = peer.answer();
         assert_eq!(ready["event"], "ready", "{ready}");
-        peer
+        (peer, ready)
     }
 
-    fn answer(&mut self) -> Value {
+    pub(crate) fn answer(&mut self) -> Value {
+        self.answer_within(DEADLINE)
+    }
+
+    /// The next answer, waiting up to `wait`.
+    pub(crate) fn answer_within(&mut self, wait: Duration) -> Value {
         self.lines
-            .recv_timeout(DEADLINE)
+            .recv_timeout(wait)
             .expect("node B did not answer in time")
     }
 
-    fn send(&mut self, line: &str) {
+    pub(crate) fn send(&mut self, line: &str) {
         writeln!(self.stdin, "{line}").expect("write to node B");
         self.stdin.flush().expect("flush");
     }
 
-    fn ask(&mut self, line: &str) -> Value {
+    pub(crate) fn ask(&mut self, line: &str) -> Value {
         self.send(line);
         let v = self.answer();
         assert_eq!(v["ok"], true, "{line}: {v}");
@@ -137,7 +153,7 @@ impl Peer {
 
     /// B's resident set, bytes (Linux), after B gave freed heap back to the system (the
     /// node does that every 10 s anyway; asking makes the reading not depend on timing).
-    fn rss(&mut self) -> f64 {
+    pub(crate) fn rss(&mut self) -> f64 {
         self.ask("trim");
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("read /proc/<pid>/status");
@@ -158,14 +174,14 @@ impl Drop for Peer {
 }
 
 /// Node A (in this process) and a fresh node B connected to it, with A's replica `kv`.
-struct Pair {
-    rt: tokio::runtime::Runtime,
-    node: Node,
+pub(crate) struct Pair {
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) node: Node,
     scenario: usize,
 }
 
 impl Pair {
-    fn new() -> Pair {
+    pub(crate) fn new() -> Pair {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -256,7 +272,12 @@ fn rt_pipelined(rt: &tokio::runtime::Runtime, kv: &Kv, prefix: &str, n: usize) {
 }
 
 /// `put_many` in batches of `BATCH`, one after the other.
-fn put_batched(rt: &tokio::runtime::Runtime, kv: &Kv, prefix: &str, n: usize) -> Duration {
+pub(crate) fn put_batched(
+    rt: &tokio::runtime::Runtime,
+    kv: &Kv,
+    prefix: &str,
+    n: usize,
+) -> Duration {
     const BATCH: usize = 1_000;
     let data = Data::new(prefix, n);
     let started = Instant::now();
@@ -383,7 +404,7 @@ pub(crate) fn w2(r: &mut Report) {
 }
 
 /// Transport bytes A sent plus A received.
-fn wire(kv: &Kv) -> u64 {
+pub(crate) fn wire(kv: &Kv) -> u64 {
     let s = kv.stats();
     s.transport_bytes_sent + s.transport_bytes_received
 }
@@ -512,7 +533,7 @@ pub(crate) fn w4w5(r: &mut Report) {
     pair.finish(kv, peer);
 }
 
-fn wait_acked(kv: &Kv) {
+pub(crate) fn wait_acked(kv: &Kv) {
     let end = Instant::now() + DEADLINE;
     while kv.stats().buffered_deltas > 0 {
         assert!(Instant::now() < end, "deltas never acked");

@@ -24,6 +24,7 @@ mod nemesis;
 mod products;
 mod registry;
 mod report;
+mod scale;
 mod supervisor;
 mod sync;
 mod sync_document;
@@ -52,6 +53,7 @@ const WORKLOADS: &[Workload] = &[
     ("products-registry", registry::registry),
     ("products-supervisor", supervisor::supervisor),
     ("cluster-membership", membership::membership),
+    ("scale", scale::scale),
     // The order of `tests/support/nemesis.rs`'s SCENARIOS (checked by `nemesis_names_match`).
     ("nemesis-split-kill", nemesis::run::<0>),
     ("nemesis-rolling-restart", nemesis::run::<1>),

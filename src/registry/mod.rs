@@ -619,19 +619,29 @@ impl Registry {
     }
 
     /// Waits, up to `wait`, until this node has a member (when it has seeds to reach) and is
-    /// synced with every member it knows (the member list is read again as it grows).
+    /// synced with every member it knows that hosts this registry (the member list is read
+    /// again as it grows). A member that is still not a neighbour of the registry's replica
+    /// [`NOT_HOSTING_AFTER`] after this node first saw it runs no registry of this name (its
+    /// replica groups arrive with its session): it holds no claim to wait for.
     async fn until_members_synced(&self, node: &Node, wait: Duration) {
         let end = tokio::time::Instant::now() + wait;
+        let mut first_seen: HashMap<String, tokio::time::Instant> = HashMap::new();
         loop {
+            let now = tokio::time::Instant::now();
             // Crate-internal: whether seeds may still answer (no public accessor yet).
             let members = node.members();
-            if (!members.is_empty() || !node.handover_probe().has_seeds())
-                && members.iter().all(|n| synced_with(&self.inner, n))
-            {
+            let neighbours = self.inner.replica.neighbours();
+            let mut synced = !members.is_empty() || !node.handover_probe().has_seeds();
+            for member in &members {
+                let seen = *first_seen.entry(member.clone()).or_insert(now);
+                let hosts = neighbours.contains(member) || now - seen < NOT_HOSTING_AFTER;
+                synced &= !hosts || synced_with(&self.inner, member);
+            }
+            if synced {
                 self.inner.ready.store(true, Ordering::Release);
                 return;
             }
-            if tokio::time::Instant::now() >= end {
+            if now >= end {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -663,6 +673,11 @@ impl Registry {
         Ok(())
     }
 }
+
+/// How long after a member first shows, with no replica of this registry's name among its
+/// groups, it counts as running none (see `until_members_synced`): ractor sends a node's
+/// groups as its session opens, so they arrive well within this.
+const NOT_HOSTING_AFTER: Duration = Duration::from_secs(1);
 
 fn in_memory(mut options: ReplicaOptions) -> ReplicaOptions {
     options.storage = None;

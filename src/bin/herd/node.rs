@@ -102,6 +102,7 @@ async fn run(args: NodeArgs) -> ExitCode {
         config,
         names,
         keys,
+        kv_start,
         jobs,
         tally,
         replicas,
@@ -120,6 +121,7 @@ async fn run(args: NodeArgs) -> ExitCode {
         "replica_id": kv.id().as_u64(),
         "keys": keys,
         "restored": kv.restored(),
+        "kv_start_ms": millis(kv_start),
         "names_ready": names.ready(),
         "metrics": metrics,
     }));
@@ -274,6 +276,9 @@ struct Started {
     /// The keys the key-value replica held once started: those restored from disk. Counted
     /// before the registry's start-up wait, during which the replica already syncs.
     keys: usize,
+    /// How long the key-value replica took to start (to load its keys, on a restart): from
+    /// then on it serves reads.
+    kv_start: Duration,
     jobs: Supervisor,
     /// The supervised children running here, counted by themselves.
     tally: Tally,
@@ -304,7 +309,7 @@ async fn start(args: &NodeArgs) -> Result<Started, String> {
         .await
         .map_err(|e| format!("starting the cluster node: {e}"))?;
 
-    let (kv, keys, config, names) = match start_products(&node, args).await {
+    let (kv, (keys, kv_start), config, names) = match start_products(&node, args).await {
         Ok(products) => products,
         Err(e) => {
             node.shutdown().await;
@@ -329,6 +334,7 @@ async fn start(args: &NodeArgs) -> Result<Started, String> {
             config,
             names,
             keys,
+            kv_start,
             jobs,
             tally,
             replicas,
@@ -371,12 +377,13 @@ fn jobs_options(node: &str, args: &NodeArgs, tally: &Tally) -> SupervisorOptions
 async fn start_products(
     node: &Node,
     args: &NodeArgs,
-) -> Result<(Kv, usize, Agent<DemoConfig>, Registry), String> {
+) -> Result<(Kv, (usize, Duration), Agent<DemoConfig>, Registry), String> {
     let options = |name: &str| replica_options(args, name);
+    let kv_started = Instant::now();
     let kv = Kv::start(node, options(REPLICA)?)
         .await
         .map_err(|e| format!("starting the replica: {e}"))?;
-    let keys = kv.len();
+    let keys = (kv.len(), kv_started.elapsed());
     let config = match options(CONFIG) {
         Ok(o) => Agent::start(node, o, DemoConfig::default())
             .await
