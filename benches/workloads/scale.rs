@@ -7,6 +7,7 @@
 //!   same keys and values in the same run;
 //! * `to_map`: A's `to_map`, against cloning an equal `HashMap`;
 //! * `empty_peer_holds_all`: from C's process start until it holds every key (goal 5 s);
+//! * `keys_repaired_for_c`: keys A sent C on the repair path, against the keys C needed;
 //! * `messages_refused`: messages a receiver refused (for their size, or anything else) on
 //!   A, B and C, and `entries_too_large`: entries a sender could not fit in a message (goal 0:
 //!   every message within `max_sync_size`);
@@ -130,9 +131,18 @@ pub(crate) fn scale(r: &mut Report) {
     );
 
     // C joins empty.
+    let repaired_before = kv.stats().repair_keys_sent;
     let started = Instant::now();
     let mut c = Peer::start("scale-c", &seed);
     let (held, answer) = wait(&mut c, &format!("await-count {n}"));
+    // Keys A sent C on the repair path, against the keys C needed: above 1, some were sent
+    // more than once.
+    r.record(
+        "keys_repaired_for_c",
+        (kv.stats().repair_keys_sent - repaired_before) as f64,
+        "keys",
+        Some(n as f64),
+    );
     if !held {
         let keys = answer["keys"].as_f64().unwrap_or(0.0);
         r.record("c_keys_held_at_deadline", keys, "keys", Some(n as f64));
