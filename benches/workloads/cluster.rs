@@ -199,17 +199,21 @@ impl Pair {
         }
     }
 
-    /// A fresh replica on A and a fresh node B, neighbours of each other.
-    fn fresh(&mut self) -> (Kv, Peer) {
-        self.scenario += 1;
-        let seed = self.node.listen_addr().to_string();
-        let kv = self
-            .rt
+    /// A fresh replica `kv` on A, in memory, syncing every [`SYNC_MS`].
+    pub(crate) fn replica(&self) -> Kv {
+        self.rt
             .block_on(Kv::start(
                 &self.node,
                 ReplicaOptions::new("kv").sync_interval(Duration::from_millis(SYNC_MS)),
             ))
-            .expect("start replica A");
+            .expect("start replica A")
+    }
+
+    /// A fresh replica on A and a fresh node B, neighbours of each other.
+    fn fresh(&mut self) -> (Kv, Peer) {
+        self.scenario += 1;
+        let seed = self.node.listen_addr().to_string();
+        let kv = self.replica();
         let mut peer = Peer::start(&format!("bench-b{}", self.scenario), &seed);
         peer.ask("await-members 1 30000");
         let end = Instant::now() + DEADLINE;

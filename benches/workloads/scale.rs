@@ -31,13 +31,11 @@ use std::time::{Duration, Instant};
 
 use herd::codec;
 use herd::crdt::Embeddable;
-use herd::replica::{Kv, ReplicaOptions};
 
 use crate::cluster::{Data, Pair, Peer, put_batched, wait_acked, wire};
 use crate::report::{Report, median_time};
 
 const KEYS: usize = 1_000_000;
-const SYNC_MS: u64 = 50;
 /// How long any one step may take.
 const DEADLINE: Duration = Duration::from_secs(300);
 
@@ -63,13 +61,7 @@ pub(crate) fn scale(r: &mut Report) {
     let n = keys();
     let pair = Pair::new();
     let seed = pair.node.listen_addr().to_string();
-    let kv = pair
-        .rt
-        .block_on(Kv::start(
-            &pair.node,
-            ReplicaOptions::new("kv").sync_interval(Duration::from_millis(SYNC_MS)),
-        ))
-        .expect("start replica A");
+    let kv = pair.replica();
     let dir = tempfile::tempdir().expect("temporary directory");
     let data_dir = dir.path().to_str().expect("a UTF-8 path").to_owned();
     // `HERD_SCALE_B_MEMORY`: B without a data directory (and no restart figure).
@@ -161,18 +153,18 @@ pub(crate) fn scale(r: &mut Report) {
         "bytes",
         Some(160.0),
     );
-    let refused = |peer: &mut Peer, field: &str| {
+    let replica_stat = |peer: &mut Peer, field: &str| {
         peer.ask("stats")["replica"][field]
             .as_u64()
             .unwrap_or_default() as f64
     };
     let a_stats = kv.stats();
     let messages_refused = a_stats.rejected_messages as f64
-        + refused(&mut b, "rejected_messages")
-        + refused(&mut c, "rejected_messages");
+        + replica_stat(&mut b, "rejected_messages")
+        + replica_stat(&mut c, "rejected_messages");
     let too_large = a_stats.entries_too_large_for_peer as f64
-        + refused(&mut b, "entries_too_large_for_peer")
-        + refused(&mut c, "entries_too_large_for_peer");
+        + replica_stat(&mut b, "entries_too_large_for_peer")
+        + replica_stat(&mut c, "entries_too_large_for_peer");
     r.record("messages_refused", messages_refused, "messages", None);
     r.record("entries_too_large", too_large, "entries", None);
     drop(c);

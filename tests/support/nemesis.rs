@@ -224,7 +224,7 @@ impl Cluster {
     }
 
     /// What node `i` shows: the map's `e` keys and the set's `s` elements, and counter `c`.
-    fn read(&mut self, i: usize) -> (BTreeSet<String>, i64) {
+    fn read(&mut self, i: usize) -> Read {
         let node = &mut self.nodes[i];
         let mut shown: BTreeSet<String> = strings(&node.ok("keys e")["keys"]).into_iter().collect();
         shown.extend(strings(&node.ok("smembers s")["members"]));
@@ -237,6 +237,9 @@ impl Cluster {
         self.nodes[i].stats()
     }
 }
+
+/// What one node shows: its elements (map keys and set members) and its counter.
+type Read = (BTreeSet<String>, i64);
 
 /// The checker's counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -273,8 +276,8 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
-    fn new(name: &'static str, cluster: Cluster, verdict: Verdict, ops: usize) -> Self {
-        let timeline = std::mem::take(&mut { cluster }.timeline);
+    fn new(name: &'static str, mut cluster: Cluster, verdict: Verdict, ops: usize) -> Self {
+        let timeline = std::mem::take(&mut cluster.timeline);
         let converged_after = match (timeline.converged, timeline.healed) {
             (Some(c), Some(h)) => c.saturating_sub(h),
             (Some(c), None) => c,
@@ -318,6 +321,30 @@ impl Outcome {
                 .map(|(k, v, unit)| format!(", {k} {v} {unit}"))
                 .collect::<String>()
         )
+    }
+}
+
+/// Judges the cluster every `every` until the verdict is clean (then marks the convergence)
+/// or [`CONVERGE`] passed; the last verdict. What is still wrong is sampled on the timeline.
+fn await_verdict(
+    c: &mut Cluster,
+    ops: usize,
+    every: Duration,
+    mut judge: impl FnMut(&mut Cluster) -> Verdict,
+) -> Verdict {
+    let started = Instant::now();
+    loop {
+        let verdict = judge(c);
+        if verdict.clean() {
+            c.timeline.converged = Some(c.timeline.now());
+            return verdict;
+        }
+        if started.elapsed() >= CONVERGE {
+            return verdict;
+        }
+        let wrong = verdict.lost + verdict.resurrected + verdict.divergent;
+        c.timeline.sample(ops, wrong);
+        std::thread::sleep(every);
     }
 }
 
@@ -457,9 +484,9 @@ impl Workload {
         }
     }
 
-    /// Reads every live node, records which unstable adds each shows, and returns the
-    /// verdict over the live nodes.
-    fn observe(&mut self, c: &mut Cluster) -> Verdict {
+    /// Reads every live node, records which unstable adds each shows (and when the cluster
+    /// converged after healing), and returns the reads: `(node, (shown, counter))`.
+    fn observe(&mut self, c: &mut Cluster) -> Vec<(usize, Read)> {
         let everyone = (1u64 << c.nodes.len()) - 1;
         let mut reads = Vec::new();
         for i in 0..c.nodes.len() {
@@ -486,27 +513,6 @@ impl Workload {
             }
         });
         c.timeline.sample(self.ops, self.unstable.len());
-
-        let mut verdict = Verdict::default();
-        let expected = self.added.keys().filter(|e| !self.removed.contains(*e));
-        verdict.lost = expected
-            .filter(|e| reads.iter().any(|(_, (shown, _))| !shown.contains(*e)))
-            .count();
-        verdict.resurrected = self
-            .removed
-            .iter()
-            .filter(|e| reads.iter().any(|(_, (shown, _))| shown.contains(*e)))
-            .count();
-        for (_, (_, counter)) in &reads {
-            // Increments missing from a node's counter are lost; increments beyond the
-            // acknowledged ones were counted twice.
-            let (counter, counted) = (*counter, self.counted);
-            verdict.lost += usize::try_from(counted - counter).unwrap_or(0);
-            verdict.resurrected += usize::try_from(counter - counted).unwrap_or(0);
-        }
-        if let Some((_, first)) = reads.first() {
-            verdict.divergent = reads.iter().filter(|(_, read)| read != first).count();
-        }
         // Converged: the first read after healing in which every node has shown every add
         // acknowledged before the healing (later adds are still on their way, as always).
         if let Some(healed) = c.timeline.healed
@@ -519,6 +525,33 @@ impl Workload {
         {
             c.timeline.converged = Some(now);
         }
+        reads
+    }
+
+    /// The checker's counts over `reads` (only the checker needs them: a round reads to
+    /// measure the stable latency, and counting every element there made rounds slower as
+    /// the run grew).
+    fn verdict(&self, reads: &[(usize, Read)]) -> Verdict {
+        let mut verdict = Verdict::default();
+        let expected = self.added.keys().filter(|e| !self.removed.contains(*e));
+        verdict.lost = expected
+            .filter(|e| reads.iter().any(|(_, (shown, _))| !shown.contains(*e)))
+            .count();
+        verdict.resurrected = self
+            .removed
+            .iter()
+            .filter(|e| reads.iter().any(|(_, (shown, _))| shown.contains(*e)))
+            .count();
+        for (_, (_, counter)) in reads {
+            // Increments missing from a node's counter are lost; increments beyond the
+            // acknowledged ones were counted twice.
+            let (counter, counted) = (*counter, self.counted);
+            verdict.lost += usize::try_from(counted - counter).unwrap_or(0);
+            verdict.resurrected += usize::try_from(counter - counted).unwrap_or(0);
+        }
+        if let Some((_, first)) = reads.first() {
+            verdict.divergent = reads.iter().filter(|(_, read)| read != first).count();
+        }
         verdict
     }
 
@@ -530,7 +563,8 @@ impl Workload {
         );
         let started = Instant::now();
         let verdict = loop {
-            let verdict = self.observe(&mut c);
+            let reads = self.observe(&mut c);
+            let verdict = self.verdict(&reads);
             if verdict.clean() || started.elapsed() >= CONVERGE {
                 break verdict;
             }
@@ -859,8 +893,7 @@ pub(crate) fn presence_under_a_split(scale: usize) -> Option<Outcome> {
     }
     c.heal();
     let ops = ops + 4 * scale;
-    let started = Instant::now();
-    let verdict = loop {
+    let verdict = await_verdict(&mut c, ops, Duration::from_millis(50), |c| {
         let lists: Vec<BTreeMap<String, Vec<String>>> = (0..3)
             .map(|i| {
                 let keys = &c.nodes[i].ok("list room")["keys"];
@@ -887,15 +920,8 @@ pub(crate) fn presence_under_a_split(scale: usize) -> Option<Outcome> {
                 .sum::<usize>();
         }
         verdict.divergent = lists.iter().filter(|l| **l != lists[0]).count();
-        if verdict.clean() || started.elapsed() >= CONVERGE {
-            break verdict;
-        }
-        c.timeline.sample(ops, verdict.lost + verdict.resurrected);
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    if verdict.clean() {
-        c.timeline.converged = Some(c.timeline.now());
-    }
+        verdict
+    });
     let tracked = expected.len();
     let mut outcome = Outcome::new(name, c, verdict, ops);
     outcome
@@ -933,8 +959,7 @@ pub(crate) fn supervisor_under_a_split(scale: usize) -> Option<Outcome> {
     c.heal();
     let ops = children.len();
     let live = [0, 1];
-    let started = Instant::now();
-    let verdict = loop {
+    let verdict = await_verdict(&mut c, ops, Duration::from_millis(100), |c| {
         // How many copies run, summed over the live nodes, and where each node says.
         let mut copies: BTreeMap<String, usize> = BTreeMap::new();
         let mut views = Vec::new();
@@ -960,16 +985,8 @@ pub(crate) fn supervisor_under_a_split(scale: usize) -> Option<Outcome> {
             }
         }
         verdict.divergent = views.iter().filter(|v| **v != views[0]).count();
-        if verdict.clean() || started.elapsed() >= CONVERGE {
-            break verdict;
-        }
-        c.timeline
-            .sample(ops, verdict.lost + verdict.resurrected + verdict.divergent);
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    if verdict.clean() {
-        c.timeline.converged = Some(c.timeline.now());
-    }
+        verdict
+    });
     let mut outcome = Outcome::new(name, c, verdict, ops);
     outcome.extra.push(("children", ops as f64, "children"));
     Some(outcome)
@@ -1005,7 +1022,6 @@ pub(crate) fn registry_under_a_split(scale: usize) -> Option<Outcome> {
     c.nodes[1].wait("await-name leader0 n2");
     c.heal();
     let ops = claims.values().map(Vec::len).sum();
-    let started = Instant::now();
     let holders = |c: &mut Cluster| -> Vec<BTreeMap<String, Option<String>>> {
         (0..3)
             .map(|i| {
@@ -1019,8 +1035,10 @@ pub(crate) fn registry_under_a_split(scale: usize) -> Option<Outcome> {
             })
             .collect()
     };
-    let verdict = loop {
-        let views = holders(&mut c);
+    // Each node's holder of every name, as last read.
+    let mut views = Vec::new();
+    let verdict = await_verdict(&mut c, ops, Duration::from_millis(50), |c| {
+        views = holders(c);
         let mut verdict = Verdict::default();
         for view in &views {
             for (n, held) in view {
@@ -1035,17 +1053,12 @@ pub(crate) fn registry_under_a_split(scale: usize) -> Option<Outcome> {
             }
         }
         verdict.divergent = views.iter().filter(|v| **v != views[0]).count();
-        if verdict.clean() || started.elapsed() >= CONVERGE {
-            break verdict;
-        }
-        c.timeline.sample(ops, verdict.lost + verdict.divergent);
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        verdict
+    });
     if !verdict.clean() {
         return Some(Outcome::new(name, c, verdict, ops));
     }
-    c.timeline.converged = Some(c.timeline.now());
-    let agreed = holders(&mut c).swap_remove(0);
+    let agreed = views.swap_remove(0);
     // Calls from every node reach the holder of a contested name.
     for k in 0..scale.min(4) {
         let contested = format!("leader{k}");
@@ -1076,22 +1089,24 @@ pub(crate) fn agent_under_a_split(scale: usize) -> Option<Outcome> {
     let name = "agent-split";
     let mut c = Cluster::start(name, 3, false)?;
     c.split(&[0], &[1, 2]);
-    // field (a JSON pointer) -> the value every node must show after healing.
+    // field (a JSON pointer, as `config-set` takes it) -> the value every node must show
+    // after healing.
     let mut expected: BTreeMap<String, Value> = BTreeMap::new();
+    let mut ops = 0;
     let mut set = |c: &mut Cluster, i: usize, field: &str, value: Value| {
         c.nodes[i].ok(&format!("config-set {field} {value}"));
-        expected.insert(pointer(field), value);
+        expected.insert(field.to_owned(), value);
+        ops += 1;
     };
-    set(&mut c, 0, "maintenance", Value::Bool(true));
+    set(&mut c, 0, "/maintenance", Value::Bool(true));
     for k in 0..4 * scale {
-        set(&mut c, 0, &format!("features.left{k}"), Value::Bool(true));
-        set(&mut c, 1, &format!("features.right{k}"), Value::Bool(true));
+        set(&mut c, 0, &format!("/features/left{k}"), Value::Bool(true));
+        set(&mut c, 1, &format!("/features/right{k}"), Value::Bool(true));
     }
-    set(&mut c, 0, "max_conns", Value::from(700));
+    set(&mut c, 0, "/max_conns", Value::from(700));
     // Apart by more than the clocks' resolution, so which write is later is not a tie.
     std::thread::sleep(Duration::from_millis(20));
-    set(&mut c, 2, "max_conns", Value::from(900));
-    let ops = 8 * scale + 3;
+    set(&mut c, 2, "/max_conns", Value::from(900));
     // The split is real: the right side has not seen the left side's change.
     assert_ne!(
         c.nodes[1].ok("config-get")["config"]["maintenance"],
@@ -1099,8 +1114,7 @@ pub(crate) fn agent_under_a_split(scale: usize) -> Option<Outcome> {
         "{name}: the split did not take"
     );
     c.heal();
-    let started = Instant::now();
-    let verdict = loop {
+    let verdict = await_verdict(&mut c, ops, Duration::from_millis(50), |c| {
         let configs: Vec<Value> = (0..3)
             .map(|i| c.nodes[i].ok("config-get")["config"].clone())
             .collect();
@@ -1112,19 +1126,7 @@ pub(crate) fn agent_under_a_split(scale: usize) -> Option<Outcome> {
                 .count();
         }
         verdict.divergent = configs.iter().filter(|v| **v != configs[0]).count();
-        if verdict.clean() || started.elapsed() >= CONVERGE {
-            break verdict;
-        }
-        c.timeline.sample(ops, verdict.lost);
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    if verdict.clean() {
-        c.timeline.converged = Some(c.timeline.now());
-    }
+        verdict
+    });
     Some(Outcome::new(name, c, verdict, ops))
-}
-
-/// `features.beta` as a JSON pointer (`/features/beta`), as the node's `config-set` reads it.
-fn pointer(field: &str) -> String {
-    format!("/{}", field.replace('.', "/"))
 }

@@ -173,20 +173,10 @@ impl Timeline {
             r##"<rect x="{LEFT}" y="{plot_top}" width="{}" height="{PLOT}" fill="none" stroke="#999"/>"##,
             WIDTH - LEFT - RIGHT
         );
-        let max_acked = self
-            .samples
-            .iter()
-            .map(|s| s.acked)
-            .max()
-            .unwrap_or(0)
-            .max(1) as f64;
-        let max_unstable = self
-            .samples
-            .iter()
-            .map(|s| s.unstable)
-            .max()
-            .unwrap_or(0)
-            .max(1) as f64;
+        let max_of = |value: fn(&Sample) -> usize| {
+            self.samples.iter().map(value).max().unwrap_or(0).max(1) as f64
+        };
+        let (max_acked, max_unstable) = (max_of(|s| s.acked), max_of(|s| s.unstable));
         for (colour, value, max) in [
             (
                 "#2e86c1",

@@ -494,9 +494,6 @@ fn unix_ms() -> u64 {
 
 impl Server {
     async fn execute(&self, command: Command) -> Value {
-        if let Some(answer) = self.replicas.execute(&command).await {
-            return answer;
-        }
         match command {
             Command::Put { key, value } => match self.kv.put(key, value).await {
                 Ok(()) => ok(json!({})),
@@ -646,7 +643,6 @@ impl Server {
             }
             Command::Children => ok(json!({"running": self.tally.running()})),
             Command::Help => ok(json!({"help": protocol::HELP})),
-            // Answered by `self.replicas` above.
             Command::SetAdd { .. }
             | Command::SetRemove { .. }
             | Command::SetMembers { .. }
@@ -654,7 +650,7 @@ impl Server {
             | Command::Counters
             | Command::Track { .. }
             | Command::Untrack { .. }
-            | Command::List { .. } => error("not handled", json!({})),
+            | Command::List { .. } => self.replicas.execute(&command).await,
             // Handled by the read loop; answered here only for completeness.
             Command::Quit => ok(json!({})),
         }

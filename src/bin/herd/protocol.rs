@@ -254,15 +254,7 @@ pub(crate) fn parse(line: &str) -> Result<Command, String> {
                 key: words[0].to_owned(),
             })
         }
-        "keys" => match words.as_slice() {
-            [] => Ok(Command::Keys {
-                prefix: String::new(),
-            }),
-            [prefix] => Ok(Command::Keys {
-                prefix: (*prefix).to_owned(),
-            }),
-            _ => Err("usage: keys [<prefix>]".to_owned()),
-        },
+        "keys" => optional_prefix(&words, "keys").map(|prefix| Command::Keys { prefix }),
         "members" => arity(0, "members").map(|()| Command::Members),
         "events" => arity(0, "events").map(|()| Command::Events),
         "await-state" => {
@@ -401,15 +393,9 @@ pub(crate) fn parse(line: &str) -> Result<Command, String> {
                 Command::SetRemove { element }
             })
         }
-        "smembers" => match words.as_slice() {
-            [] => Ok(Command::SetMembers {
-                prefix: String::new(),
-            }),
-            [prefix] => Ok(Command::SetMembers {
-                prefix: (*prefix).to_owned(),
-            }),
-            _ => Err("usage: smembers [<prefix>]".to_owned()),
-        },
+        "smembers" => {
+            optional_prefix(&words, "smembers").map(|prefix| Command::SetMembers { prefix })
+        }
         "incr" => {
             arity(2, "incr <counter> <by>")?;
             let by = words[1]
@@ -460,6 +446,15 @@ fn expect(word: &str) -> Expect {
 
 fn json_value(text: &str) -> Result<Value, String> {
     serde_json::from_str(text).map_err(|e| format!("not JSON (`{text}`): {e}"))
+}
+
+/// The one optional `<prefix>` argument of `verb` (empty when absent).
+fn optional_prefix(words: &[&str], verb: &str) -> Result<String, String> {
+    match words {
+        [] => Ok(String::new()),
+        [prefix] => Ok((*prefix).to_owned()),
+        _ => Err(format!("usage: {verb} [<prefix>]")),
+    }
 }
 
 fn number(word: &str, what: &str, max: usize) -> Result<usize, String> {

@@ -77,9 +77,9 @@ impl Replicas {
         }
     }
 
-    /// Executes one of their commands; `None` for a command of another part of the node.
-    pub(crate) async fn execute(&self, command: &Command) -> Option<Value> {
-        Some(match command {
+    /// Executes one of their commands (the node hands them only theirs).
+    pub(crate) async fn execute(&self, command: &Command) -> Value {
+        match command {
             Command::SetAdd { element } => answer(self.set.add(element.clone()).await),
             Command::SetRemove { element } => answer(self.set.remove(element).await),
             Command::SetMembers { prefix } => {
@@ -123,8 +123,11 @@ impl Replicas {
                     .collect();
                 ok(json!({ "keys": keys }))
             }
-            _ => return None,
-        })
+            other => error(
+                format!("not a set, counters or presence command: {other:?}"),
+                json!({}),
+            ),
+        }
     }
 
     /// Starts an actor and tracks it under `topic`/`key`, with this node's name as its meta.
