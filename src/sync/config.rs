@@ -35,8 +35,11 @@ pub struct SyncConfig {
     /// Ticks between anti-entropy digests to each neighbour (when no delta is in flight to it).
     /// Default 1.
     pub digest_every_ticks: u64,
-    /// Ticks to hold further digests to a neighbour after sending it a repair, so the repair
-    /// lands before the next comparison. Default 2.
+    /// The fewest ticks to wait to hear that a repair landed before asking again. After a
+    /// repair burst a replica sends the neighbour a probe and no digest or further burst
+    /// until the probe is answered (the answer comes after the burst was applied); the wait
+    /// for the answer follows the measured round trip, with this as its floor, and doubles
+    /// at each probe sent again. Default 2.
     pub repair_cooldown_ticks: u64,
     /// The Merkle tree's shape; must be the same on every replica. Default 16-way, 4 levels.
     pub shape: Shape,

@@ -34,6 +34,17 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         probe
     }
 
+    /// Asks one neighbour for its causal context (behind a repair, to hear that it landed);
+    /// returns the probe's number. Probes of reads and of repairs share the numbering, so
+    /// an answer to either tells a read what it needs.
+    pub(super) fn probe_one(&mut self, peer: &P) -> u64 {
+        self.probes_sent += 1;
+        let probe = self.probes_sent;
+        let epoch = self.epoch;
+        self.send(peer, &Message::Probe { epoch, probe });
+        probe
+    }
+
     /// How many of `peers` answered probe `probe` (or a later one) with a state this replica
     /// now includes.
     pub fn probe_included(&self, probe: u64, peers: &[P]) -> usize {
@@ -59,6 +70,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         if epoch != self.epoch || probe > self.probes_sent {
             return; // for an earlier incarnation of ours, or never asked
         }
+        self.on_landed(from, probe);
         let newer = self.probe_answers.get(from).is_none_or(|a| a.probe < probe);
         if newer {
             self.probe_answers

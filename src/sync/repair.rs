@@ -4,7 +4,7 @@ use super::MapCrdt;
 use super::keys::key_hash;
 use super::message::{DotRange, Message};
 use super::pack::{Placed, RepairPacker};
-use super::state::{ENVELOPE, SyncState, SyncWarning};
+use super::state::{ENVELOPE, Landing, MAX_LANDING_PROBES, SyncState, SyncWarning};
 use crate::codec;
 use crate::crdt::{Causal, CausalContext, Dot, DotMap, DotStore, ReplicaId};
 use crate::merkle::{Digest, KeyHash, NodePath};
@@ -14,15 +14,22 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 type Repairs<C> = Vec<Message<<C as MapCrdt>::Key, <C as MapCrdt>::Value>>;
 
 impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
-    /// Sends a digest when nothing is in flight to `peer` and no repair is landing there.
+    /// Sends a digest when one is due, nothing is in flight to `peer` and no repair is
+    /// landing there.
     pub(super) fn maybe_send_digest(&mut self, peer: &P, ctx_hash: u64) {
-        let Some(n) = self.neighbours.get(peer) else {
-            return;
-        };
         let due = self
             .tick
             .is_multiple_of(self.config.digest_every_ticks.max(1));
-        if !due || n.acked < self.head || self.tick < n.quiet_until {
+        if due {
+            self.send_digest_if_idle(peer, ctx_hash);
+        }
+    }
+
+    fn send_digest_if_idle(&mut self, peer: &P, ctx_hash: u64) {
+        let Some(n) = self.neighbours.get(peer) else {
+            return;
+        };
+        if n.acked < self.head || n.landing.is_some() {
             return;
         }
         let msg = Message::Digest {
@@ -111,6 +118,16 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             self.crdt.as_causal_mut().ctx.union(&ctx);
             return;
         }
+        if self
+            .neighbours
+            .get(from)
+            .is_some_and(|n| n.landing.is_some())
+        {
+            // An answer to a digest sent before our last repair: it cannot show the repair,
+            // and acting on it would send the repair again. The probe behind the repair
+            // brings the next comparison.
+            return;
+        }
         let their_hash = super::keys::context_hash(&ctx);
         let ours = (their_hash, self.tree.root());
         let stalled = their_hash == self.context_hash()
@@ -145,10 +162,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             for msg in &messages {
                 self.send(from, msg);
             }
-            let quiet = self.tick + self.config.repair_cooldown_ticks;
-            if let Some(n) = self.neighbours.get_mut(from) {
-                n.quiet_until = quiet;
-            }
+            self.probe_landing(from);
         }
         if !found && stalled && self.leads_descent(&ctx, their_id) {
             // Nothing they have not seen, yet the trees differ, and nothing is landing (equal
@@ -156,6 +170,77 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             // writes that one side removed. Find them by descending the trees; the replica
             // with the lower id leads so that a pair descends once.
             self.start_descent(from);
+        }
+    }
+
+    /// Sends a probe behind a repair burst just sent to `peer`: its answer says the burst
+    /// landed (see [`Landing`](super::state::Landing)).
+    fn probe_landing(&mut self, peer: &P) {
+        let probe = self.probe_one(peer);
+        let retry_at = self.tick + self.landing_wait(peer, 0);
+        if let Some(n) = self.neighbours.get_mut(peer) {
+            // Behind a burst already landing, the first probe still counts.
+            let first = n.landing.map_or(probe, |l| l.probe);
+            n.landing = Some(Landing {
+                probe: first,
+                retry_at,
+                retries: 0,
+            });
+        }
+    }
+
+    /// Ticks to wait for the answer to the `retries`-th probe behind a repair: the round
+    /// trip's timeout (at least `repair_cooldown_ticks`), doubled at each retry, since a
+    /// large burst takes long to apply.
+    fn landing_wait(&self, peer: &P, retries: u32) -> u64 {
+        let floor = self.config.resend_after_ticks;
+        let base = self
+            .neighbours
+            .get(peer)
+            .map_or(floor, |n| n.round_trip.timeout(floor))
+            .max(self.config.repair_cooldown_ticks)
+            .max(1);
+        base << retries.min(16)
+    }
+
+    /// At a tick: probes again behind a repair whose landing was not heard of in time, and
+    /// gives up waiting after [`MAX_LANDING_PROBES`] (digests resume).
+    pub(super) fn check_landing(&mut self, peer: &P) {
+        let Some(landing) = self.neighbours.get(peer).and_then(|n| n.landing) else {
+            return;
+        };
+        if self.tick < landing.retry_at {
+            return;
+        }
+        if landing.retries >= MAX_LANDING_PROBES {
+            if let Some(n) = self.neighbours.get_mut(peer) {
+                n.landing = None;
+            }
+            return;
+        }
+        self.probe_one(peer);
+        let retries = landing.retries + 1;
+        let retry_at = self.tick + self.landing_wait(peer, retries);
+        if let Some(n) = self.neighbours.get_mut(peer) {
+            n.landing = Some(Landing {
+                retries,
+                retry_at,
+                ..landing
+            });
+        }
+    }
+
+    /// An answer to probe `probe` from `from`: if it was sent behind a repair, the repair
+    /// landed, and the next comparison starts at once.
+    pub(super) fn on_landed(&mut self, from: &P, probe: u64) {
+        let landed = self
+            .neighbours
+            .get_mut(from)
+            .filter(|n| n.landing.is_some_and(|l| probe >= l.probe));
+        if let Some(n) = landed {
+            n.landing = None;
+            let ctx_hash = self.context_hash();
+            self.send_digest_if_idle(from, ctx_hash);
         }
     }
 

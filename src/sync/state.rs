@@ -207,6 +207,29 @@ impl RoundTrip {
     }
 }
 
+/// A repair burst on its way to a neighbour, and the probe sent behind it.
+///
+/// Repairs are self-clocked: the next burst leaves when the last one has landed. A probe
+/// sent after a burst is answered after the burst was applied (messages between two
+/// replicas arrive in order), so its answer says the burst landed. Without this, every
+/// digest sent while a large burst was being applied (about a second for 4 MiB, twenty
+/// ticks) was answered with a context from before it, and each such answer sent the same
+/// burst again: an empty peer joining 400,000 keys was sent each key ten times.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Landing {
+    /// The first probe sent behind the burst: an answer to it or a later one means landed.
+    pub(super) probe: u64,
+    /// When to probe again if no answer came (the probe or the answer may be lost).
+    pub(super) retry_at: u64,
+    /// Probes sent again so far; after [`MAX_LANDING_PROBES`] the repair path falls back
+    /// to digests (a peer that cannot answer, e.g. its context too large for a message).
+    pub(super) retries: u32,
+}
+
+/// Probes sent again behind a repair burst before giving up on hearing it landed. The wait
+/// doubles each time, so this covers about 2^5 times the first wait.
+pub(super) const MAX_LANDING_PROBES: u32 = 5;
+
 #[derive(Debug, Clone, Default)]
 pub(super) struct Neighbour {
     /// Our deltas up to here reached it.
@@ -230,8 +253,9 @@ pub(super) struct Neighbour {
     pub(super) limit: Option<usize>,
     /// Key hashes of our entries already reported as too large for it.
     pub(super) oversized: std::collections::HashSet<crate::merkle::KeyHash>,
-    /// No digest to it before this tick (a repair is landing).
-    pub(super) quiet_until: u64,
+    /// A repair burst sent to it that has not been seen to land (see [`Landing`]): no
+    /// digest to it, and no new burst, until it has.
+    pub(super) landing: Option<Landing>,
     /// At its last `Context`: a hash of its context, and our root. Unchanged at the next one
     /// means nothing is landing on either side.
     pub(super) last_context: Option<(u64, Digest)>,
@@ -482,6 +506,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                 self.send_hello(&peer, false);
             }
             self.send_deltas(&peer);
+            self.check_landing(&peer);
             self.maybe_send_digest(&peer, ctx_hash);
         }
         self.collect_garbage();

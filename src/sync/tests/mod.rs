@@ -2,6 +2,7 @@
 //! of faults, named regressions, and the wire format's golden vectors.
 
 mod events;
+mod landing;
 mod limits;
 mod round_trip;
 mod schedules;
