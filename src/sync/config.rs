@@ -32,9 +32,21 @@ pub struct SyncConfig {
     /// Deltas kept for neighbours that have not acknowledged them. A neighbour that falls
     /// further behind is repaired by the Merkle path instead. Default 100,000.
     pub max_buffered_deltas: usize,
-    /// Ticks between anti-entropy digests to each neighbour (when no delta is in flight to it).
-    /// Default 1.
+    /// Ticks between rounds of anti-entropy digests while the replica is active (its state
+    /// changed, or a neighbour showed a difference, since the last round). Default 1.
     pub digest_every_ticks: u64,
+    /// The most ticks between rounds of digests: while nothing changes, the interval doubles
+    /// from `digest_every_ticks` up to this, and snaps back at the next change, the next sign
+    /// of a difference, or a new neighbour. A converged, idle replica then sends
+    /// `digest_fanout` digests every this many ticks, however many neighbours it has.
+    /// Default 16.
+    pub max_digest_interval_ticks: u64,
+    /// Neighbours sent a digest per round, at most: the next ones in a rotation (new
+    /// neighbours first), skipping those with deltas in flight or a repair landing. Every
+    /// pair is then compared within ⌈neighbours / `digest_fanout`⌉ rounds, and a replica's
+    /// anti-entropy traffic does not grow with the number of neighbours. Deltas still go to
+    /// every neighbour at once. Default 3.
+    pub digest_fanout: usize,
     /// The fewest ticks to wait to hear that a repair landed before asking again. After a
     /// repair burst a replica sends the neighbour a probe and no digest or further burst
     /// until the probe is answered (the answer comes after the burst was applied); the wait
@@ -67,6 +79,8 @@ impl Default for SyncConfig {
             resend_after_ticks: 3,
             max_buffered_deltas: 100_000,
             digest_every_ticks: 1,
+            max_digest_interval_ticks: 16,
+            digest_fanout: 3,
             repair_cooldown_ticks: 2,
             shape: Shape::default(),
             send_when_idle: false,

@@ -42,6 +42,7 @@ mod pack;
 mod probe;
 mod query;
 mod repair;
+mod rounds;
 mod state;
 #[cfg(test)]
 mod tests;

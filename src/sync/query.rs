@@ -21,7 +21,8 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         };
         match msg {
             Message::Digest { root, ctx_hash } => {
-                root == self.tree.root() && ctx_hash == self.context_hash()
+                root == self.tree.root()
+                    && ctx_hash == super::keys::context_hash(self.crdt.as_causal().context())
             }
             Message::Context { ctx, .. } | Message::ProbeAnswer { ctx, .. } => {
                 self.crdt.as_causal().context().is_subset(&ctx)

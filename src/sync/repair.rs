@@ -14,17 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 type Repairs<C> = Vec<Message<<C as MapCrdt>::Key, <C as MapCrdt>::Value>>;
 
 impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
-    /// Sends a digest when one is due, nothing is in flight to `peer` and no repair is
-    /// landing there.
-    pub(super) fn maybe_send_digest(&mut self, peer: &P, ctx_hash: u64) {
-        let due = self
-            .tick
-            .is_multiple_of(self.config.digest_every_ticks.max(1));
-        if due {
-            self.send_digest_if_idle(peer, ctx_hash);
-        }
-    }
-
+    /// Sends `peer` a digest now if nothing is in flight to it and no repair is landing there.
     fn send_digest_if_idle(&mut self, peer: &P, ctx_hash: u64) {
         let Some(n) = self.neighbours.get(peer) else {
             return;
@@ -43,6 +33,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         if root == self.tree.root() && ctx_hash == self.context_hash() {
             return;
         }
+        self.wake_rounds();
         let (ctx, _) = self.sendable_context(self.limit_for(from));
         let msg = Message::Context {
             from: self.id,

@@ -1,4 +1,4 @@
-use super::keys::{context_hash, key_hash, store_digest};
+use super::keys::{key_hash, store_digest};
 use super::message::{Message, WireDelta};
 use super::{MapCrdt, SyncConfig, SyncError};
 use crate::clock::Timestamp;
@@ -322,6 +322,8 @@ pub struct SyncState<C: MapCrdt, P> {
     pub(super) probes_sent: u64,
     /// Each neighbour's newest answer to a read probe.
     pub(super) probe_answers: BTreeMap<P, super::probe::ProbeAnswer>,
+    /// When digests go out, and to whom.
+    pub(super) rounds: super::rounds::Rounds<P>,
 }
 
 impl Neighbour {
@@ -374,6 +376,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             timestamps: None,
             probes_sent: 0,
             probe_answers: BTreeMap::new(),
+            rounds: super::rounds::Rounds::default(),
         };
         state.group_limit = state.smallest_limit() / 4;
         state.rebuild_tree();
@@ -482,6 +485,8 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         for p in &added {
             self.send_hello(p, false);
         }
+        self.forget_gone();
+        self.add_fresh(added);
         self.group_limit = self.smallest_limit() / 4;
         self.collect_garbage();
     }
@@ -496,7 +501,6 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     pub fn handle_tick(&mut self) {
         self.tick += 1;
         let peers: Vec<P> = self.neighbours.keys().cloned().collect();
-        let ctx_hash = self.context_hash();
         for peer in peers {
             if self
                 .neighbours
@@ -507,8 +511,8 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             }
             self.send_deltas(&peer);
             self.check_landing(&peer);
-            self.maybe_send_digest(&peer, ctx_hash);
         }
+        self.digest_round();
         self.collect_garbage();
     }
 
@@ -577,6 +581,17 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         let msg: Message<C::Key, C::Value> = codec::decode(bytes, self.config.max_sync_size)?;
         // Validate what could fail before changing anything.
         self.validate(&msg)?;
+        if matches!(
+            msg,
+            Message::Context { .. }
+                | Message::Repair { .. }
+                | Message::Nodes { .. }
+                | Message::Buckets { .. }
+                | Message::Removals { .. }
+        ) {
+            // The repair path is at work with this neighbour: compare often again.
+            self.wake_rounds();
+        }
         match msg {
             Message::Deltas {
                 epoch,
@@ -1058,9 +1073,5 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             }
         }
         self.tree = tree;
-    }
-
-    pub(super) fn context_hash(&self) -> u64 {
-        context_hash(self.crdt.as_causal().context())
     }
 }

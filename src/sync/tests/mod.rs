@@ -5,6 +5,7 @@ mod events;
 mod landing;
 mod limits;
 mod round_trip;
+mod scale;
 mod schedules;
 mod sim;
 mod streaming;
