@@ -1,5 +1,6 @@
 //! The node program across real processes on loopback: convergence, departures and rejoins,
-//! crash recovery from disk, bad frames from a peer, and a node with the wrong cookie.
+//! crash recovery from disk, bad frames from a peer, a node with the wrong cookie, and eight
+//! nodes joining through one seed.
 //!
 //! Each test starts its own `herd node` children (free ports, its own temporary directory)
 //! and waits on conditions the nodes report (`await-*` commands, polled stats), each with a
@@ -284,4 +285,33 @@ fn usage_and_bad_arguments() {
     let out = run(&["help"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("herd demo"));
+}
+
+/// Eight nodes started at once with one seed all join; a put on any reaches every other; and
+/// once idle, a replica sends a few digests a second, not one to every neighbour every tick
+/// (7 neighbours × 20 ticks a second = 140 before digests went out in bounded rounds).
+#[test]
+fn eight_nodes_join_through_one_seed_and_idle_in_bounded_rounds() {
+    let h = Harness::new();
+    let mut seed = h.spawn(h.spec("n0"));
+    let mut nodes: Vec<Node> = (1..8)
+        .map(|i| h.spawn(h.spec(&format!("n{i}")).seed(seed.listen())))
+        .collect();
+    seed.await_members(7);
+    for node in &mut nodes {
+        node.await_members(7);
+    }
+    nodes[3].put("from/n4", "x");
+    seed.await_key("from/n4", "x");
+    for node in &mut nodes {
+        node.await_key("from/n4", "x");
+    }
+    // Idle: the rounds reach their longest interval (16 ticks) after 31 ticks.
+    let sent = |n: &mut Node| number(&n.stats(), "/replica/messages_sent");
+    eventually(Duration::from_secs(30), "the kv replica goes idle", || {
+        let before = sent(&mut nodes[0]);
+        std::thread::sleep(Duration::from_secs(2));
+        let per_second = (sent(&mut nodes[0]) - before) / 2;
+        (per_second <= 10).then_some(())
+    });
 }

@@ -88,16 +88,21 @@ impl Peer {
 
     /// [`start_with`](Self::start_with), and the node's ready line.
     pub(crate) fn start_with_ready(name: &str, seed: &str, extra: &[&str]) -> (Peer, Value) {
-        let mut child = Command::new(herd_bin())
-            .args([
-                "node",
-                "--name",
-                name,
-                "--listen",
-                "127.0.0.1:0",
-                "--seed",
-                seed,
-            ])
+        let mut peer = Self::spawn(name, Some(seed), extra);
+        let ready = peer.answer();
+        assert_eq!(ready["event"], "ready", "{ready}");
+        (peer, ready)
+    }
+
+    /// Starts `herd node` without waiting for it: its first answer is its ready line.
+    /// Without a seed it starts a cluster of its own.
+    pub(crate) fn spawn(name: &str, seed: Option<&str>, extra: &[&str]) -> Peer {
+        let mut command = Command::new(herd_bin());
+        command.args(["node", "--name", name, "--listen", "127.0.0.1:0"]);
+        if let Some(seed) = seed {
+            command.args(["--seed", seed]);
+        }
+        let mut child = command
             .args(["--sync-interval-ms", &SYNC_MS.to_string()])
             .args(extra)
             .stdin(Stdio::piped())
@@ -118,14 +123,16 @@ impl Peer {
                 }
             }
         });
-        let mut peer = Peer {
+        Peer {
             child,
             stdin,
             lines,
-        };
-        let ready = peer.answer();
-        assert_eq!(ready["event"], "ready", "{ready}");
-        (peer, ready)
+        }
+    }
+
+    /// The process id of the node.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub(crate) fn answer(&mut self) -> Value {

@@ -25,6 +25,7 @@ mod products;
 mod registry;
 mod report;
 mod scale;
+mod scale_nodes;
 mod supervisor;
 mod sync;
 mod sync_document;
@@ -54,6 +55,7 @@ const WORKLOADS: &[Workload] = &[
     ("products-supervisor", supervisor::supervisor),
     ("cluster-membership", membership::membership),
     ("scale", scale::scale),
+    ("scale-nodes", scale_nodes::scale_nodes),
     // The order of `tests/support/nemesis.rs`'s SCENARIOS (checked by `nemesis_names_match`).
     ("nemesis-split-kill", nemesis::run::<0>),
     ("nemesis-rolling-restart", nemesis::run::<1>),

@@ -145,9 +145,19 @@ pub(crate) fn selected(registry: &[Workload], args: &[String]) -> Vec<Workload> 
         .map(String::as_str)
         .filter(|a| !a.starts_with("--"))
         .collect();
+    // A filter that names a workload exactly runs that one (`scale`, not `scale-nodes` too);
+    // any other runs every workload whose name contains it (`nemesis`, `sync`).
+    let exact = |f: &str| registry.iter().any(|(name, _)| *name == f);
+    let matches = |name: &str, f: &str| {
+        if exact(f) {
+            name == f
+        } else {
+            name.contains(f)
+        }
+    };
     registry
         .iter()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f)))
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| matches(name, f)))
         .copied()
         .collect()
 }

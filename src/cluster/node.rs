@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use super::acceptor::{self, Acceptor};
 use super::detector::PeerStatus;
 use super::events::{Forward, event_loop};
-use super::group::{self, Group, GroupEvent};
+use super::group::{self, Group, GroupEvent, GroupStats};
 use super::heartbeat::{self, HEARTBEAT_GROUP, LeaveAcks, RESERVED_PREFIX};
 use super::members::ractor_name;
 use super::membership::{Membership, Subscription};
@@ -56,6 +56,16 @@ pub struct ClusterStats {
     /// Times the failure detector found this node itself paused (its tick came very late)
     /// and restarted its deadlines instead of declaring peers down.
     pub detector_pauses: u64,
+    /// Messages sent by every group this node is in now, heartbeats included: what the node
+    /// puts on the wire, less ractor's framing (about 20 bytes a message).
+    pub frames_sent: u64,
+    /// Bytes of those messages, herd's envelope included.
+    pub bytes_sent: u64,
+    /// Messages received and accepted by every group this node is in now, heartbeats
+    /// included.
+    pub frames_received: u64,
+    /// Bytes of those messages, herd's envelope included.
+    pub bytes_received: u64,
 }
 
 /// The atomics behind [`ClusterStats`].
@@ -393,10 +403,21 @@ impl Node {
         self.inner.max_message_size
     }
 
-    /// Session and heartbeat counters since the node started.
+    /// Session and heartbeat counters since the node started, and message counters of the
+    /// groups it is in.
     pub fn stats(&self) -> ClusterStats {
         let hb = self.inner.heartbeats.stats();
+        let groups: Vec<GroupStats> = lock(&self.inner.groups)
+            .values()
+            .map(Group::stats)
+            .chain(std::iter::once(hb.clone()))
+            .collect();
+        let sum = |f: fn(&GroupStats) -> u64| groups.iter().map(f).sum::<u64>();
         ClusterStats {
+            frames_sent: sum(|g| g.frames_sent),
+            bytes_sent: sum(|g| g.bytes_sent),
+            frames_received: sum(|g| g.frames_received),
+            bytes_received: sum(|g| g.bytes_received),
             heartbeats_sent: hb.frames_sent,
             heartbeat_bytes_sent: hb.bytes_sent,
             heartbeats_received: hb.frames_received,

@@ -11,15 +11,17 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-/// Ticks between two publications of the counters through the `metrics` facade.
-const METRICS_EVERY_TICKS: u64 = 20;
+/// Sync intervals between two publications of the counters through the `metrics` facade.
+const METRICS_EVERY_TICKS: u32 = 20;
 
 /// What a replica's actor is told. Local only: the cluster layer turns network frames into
 /// [`ReplicaMsg::Inbound`] after checking their envelope.
 #[derive(ractor_cluster::RactorMessage)]
 pub(crate) enum ReplicaMsg {
-    /// A sync interval passed.
+    /// A sync interval passed (or several, while nothing was due).
     Tick,
+    /// A local write while the actor was sleeping: tick again within one sync interval.
+    Wake,
     /// Sync bytes from the replica of the same name on node `from`.
     Inbound { from: String, bytes: Vec<u8> },
     /// The nodes now hosting a replica of this name.
@@ -34,6 +36,7 @@ impl ReplicaMsg {
     fn kind(&self) -> &'static str {
         match self {
             ReplicaMsg::Tick => "tick",
+            ReplicaMsg::Wake => "wake",
             ReplicaMsg::Inbound { .. } => "inbound",
             ReplicaMsg::Members(_) => "members",
             ReplicaMsg::Flush => "flush",
@@ -57,10 +60,51 @@ impl<C> ReplicaActor<C> {
     }
 }
 
-/// The actor's state: the shared replica, and its tick count.
+/// The actor's state: the shared replica, and its timer.
+///
+/// The actor ticks every sync interval while the protocol has something to do at ticks
+/// (deltas in flight, a repair landing, digests each interval); when it has not, it sleeps
+/// until the next thing due (up to the longest digest interval), counting the intervals that
+/// passed. An idle replica then wakes a few times a second instead of twenty: two nodes with
+/// a thousand idle replicas each spent most of a core on ticks. A message from a neighbour
+/// is handled at once whatever the timer, and a local write wakes a sleeping actor.
 pub(crate) struct ActorState<C: MapView> {
     shared: Arc<Shared<C>>,
-    ticks: u64,
+    /// The sync interval.
+    interval: Duration,
+    /// The last sync step at a tick: the intervals since then are the ticks that passed.
+    last_tick: Instant,
+    /// When the pending timer fires, and the timer itself (aborted when rescheduled).
+    next_tick: Instant,
+    timer: Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<ReplicaMsg>>>>,
+    /// When the counters were last published.
+    published: Instant,
+    /// What the last step said of the next tick: in this many ticks something is due.
+    due: u64,
+}
+
+impl<C: MapView> ActorState<C> {
+    /// Sets the timer to fire `after` from now, replacing the pending one.
+    fn schedule(&mut self, myself: &ActorRef<ReplicaMsg>, after: Duration) {
+        if let Some(old) = self.timer.take() {
+            old.abort();
+        }
+        self.next_tick = Instant::now() + after;
+        self.timer = Some(myself.send_after(after, || ReplicaMsg::Tick));
+        self.shared
+            .sleeping
+            .store(after > self.interval, Ordering::Release);
+    }
+
+    /// After a step that found the next tick due in `due` ticks: fire no later than that.
+    fn due_in(&mut self, myself: &ActorRef<ReplicaMsg>, due: u64) {
+        let after = self
+            .interval
+            .saturating_mul(u32::try_from(due.max(1)).unwrap_or(u32::MAX));
+        if Instant::now() + after < self.next_tick {
+            self.schedule(myself, after);
+        }
+    }
 }
 
 impl<C: MapView> Actor for ReplicaActor<C> {
@@ -73,9 +117,19 @@ impl<C: MapView> Actor for ReplicaActor<C> {
         myself: ActorRef<Self::Msg>,
         (shared, interval): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        myself.send_interval(interval, || ReplicaMsg::Tick);
-        let _ = shared.flusher.set(myself);
-        Ok(ActorState { shared, ticks: 0 })
+        let _ = shared.flusher.set(myself.clone());
+        let now = Instant::now();
+        let mut state = ActorState {
+            shared,
+            interval,
+            last_tick: now,
+            next_tick: now,
+            timer: None,
+            published: now,
+            due: 1,
+        };
+        state.schedule(&myself, interval);
+        Ok(state)
     }
 
     async fn post_stop(
@@ -85,6 +139,9 @@ impl<C: MapView> Actor for ReplicaActor<C> {
     ) -> Result<(), ActorProcessingErr> {
         // However the actor stops (stop, the last handle dropped, its supervisor), the
         // replica stops with it: writes are refused, the committer finishes, the group is left.
+        if let Some(timer) = state.timer.take() {
+            timer.abort();
+        }
         let shared = &state.shared;
         shared.stopping.store(true, Ordering::SeqCst);
         shared.wake_committer();
@@ -95,26 +152,55 @@ impl<C: MapView> Actor for ReplicaActor<C> {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let shared = state.shared.clone();
+        let now = Instant::now();
+        let ticks = match &message {
+            ReplicaMsg::Wake => {
+                // Tick within one interval, as if the actor had been awake.
+                state.due_in(&myself, 1);
+                return Ok(());
+            }
+            ReplicaMsg::Tick => {
+                // The intervals that passed since the last tick (one, unless it slept).
+                let passed = now.saturating_duration_since(state.last_tick).as_secs_f64()
+                    / state.interval.as_secs_f64().max(1e-9);
+                state.last_tick = now;
+                (passed.round() as u64).max(1)
+            }
+            _ => 0,
+        };
         let span = match &message {
-            ReplicaMsg::Tick => tracing::trace_span!("tick", replica = %shared.name),
+            ReplicaMsg::Tick | ReplicaMsg::Wake => {
+                tracing::trace_span!("tick", replica = %shared.name)
+            }
             ReplicaMsg::Inbound { from, bytes } => {
                 tracing::debug_span!("inbound", replica = %shared.name, peer = %from, bytes = bytes.len())
             }
             ReplicaMsg::Members(_) => tracing::debug_span!("members", replica = %shared.name),
             ReplicaMsg::Flush => tracing::trace_span!("flush", replica = %shared.name),
         };
-        if matches!(message, ReplicaMsg::Tick) {
-            state.ticks += 1;
-            if state.ticks % METRICS_EVERY_TICKS == 0 {
-                shared.stats().publish_metrics();
-            }
+        if ticks > 0 && now.duration_since(state.published) >= state.interval * METRICS_EVERY_TICKS
+        {
+            state.published = now;
+            shared.stats().publish_metrics();
         }
-        handle_message(&shared, message).instrument(span).await;
+        let busy = state.due <= 1;
+        let due = handle_message(&shared, message, ticks, busy)
+            .instrument(span)
+            .await;
+        state.due = due;
+        if ticks > 0 {
+            state.schedule(
+                &myself,
+                state.interval * u32::try_from(due.max(1)).unwrap_or(u32::MAX),
+            );
+        } else {
+            state.due_in(&myself, due);
+        }
         Ok(())
     }
 }
@@ -123,6 +209,9 @@ impl<C: MapView> Actor for ReplicaActor<C> {
 /// on that lock, and on a small machine so do the heartbeats that keep the node a member.
 const SLOW_STEP: Duration = Duration::from_millis(100);
 
+/// Messages from a neighbour at least this large are handled off the worker's other tasks.
+const LONG_MESSAGE: usize = 64 << 10;
+
 /// Whether this thread is a worker of a multi-threaded tokio runtime, where
 /// [`tokio::task::block_in_place`] is allowed (it panics on a current-thread runtime).
 fn may_block_in_place() -> bool {
@@ -130,14 +219,31 @@ fn may_block_in_place() -> bool {
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
-async fn handle_message<C: MapView>(shared: &Arc<Shared<C>>, message: ReplicaMsg) {
+/// Runs one sync step (`ticks` intervals passed, for a tick); returns in how many ticks
+/// the protocol next has something due.
+async fn handle_message<C: MapView>(
+    shared: &Arc<Shared<C>>,
+    message: ReplicaMsg,
+    ticks: u64,
+    busy: bool,
+) -> u64 {
     let inbound = matches!(message, ReplicaMsg::Inbound { .. });
+    // Steps that may take a while: a large message, a tick with deltas or a repair to send,
+    // a change of neighbours. Small ones run inline: handing the worker over costs more than
+    // they do, and two nodes with a thousand idle replicas each spent a core doing so.
+    let may_be_long = match &message {
+        ReplicaMsg::Inbound { bytes, .. } => bytes.len() >= LONG_MESSAGE,
+        ReplicaMsg::Tick => busy,
+        ReplicaMsg::Members(_) => true,
+        ReplicaMsg::Wake | ReplicaMsg::Flush => false,
+    };
     let (kind, len) = (message.kind(), message.inbound_len());
     let step = move || {
         let mut core = shared.lock();
         let started = Instant::now();
         match message {
-            ReplicaMsg::Tick => core.sync.handle_tick(),
+            ReplicaMsg::Tick => core.sync.handle_ticks(ticks),
+            ReplicaMsg::Wake => {}
             ReplicaMsg::Inbound { from, bytes } => {
                 if let Err(error) = core.sync.handle_message(&from, &bytes) {
                     // Counted in the stats; the replica keeps serving.
@@ -160,14 +266,18 @@ async fn handle_message<C: MapView>(shared: &Arc<Shared<C>>, message: ReplicaMsg
             // Each is reported once per key and neighbour by the sync layer.
             tracing::warn!(replica = %shared.name, ?warning, "entry does not fit a neighbour's message limit");
         }
-        let drained = (shared.drain(&mut core), core.seq());
+        let drained = (
+            shared.drain(&mut core),
+            core.seq(),
+            core.sync.ticks_until_due(),
+        );
         let took = started.elapsed();
         if took > SLOW_STEP {
             tracing::warn!(replica = %shared.name, step = kind, bytes = len, took_ms = took.as_millis() as u64, "a sync step held the replica");
         }
         drained
     };
-    let (transmits, seq) = if may_block_in_place() {
+    let (transmits, seq, due) = if may_be_long && may_block_in_place() {
         // A step can take a while (a 1 MiB repair joined, a burst packed): the worker it runs
         // on hands its other tasks (sessions, heartbeats) to another thread meanwhile, so a
         // busy replica does not make its node look dead to its peers.
@@ -181,4 +291,5 @@ async fn handle_message<C: MapView>(shared: &Arc<Shared<C>>, message: ReplicaMsg
     }
     shared.wake_committer();
     shared.send_when_durable(transmits, seq).await;
+    due
 }

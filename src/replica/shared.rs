@@ -144,11 +144,14 @@ pub(crate) struct Shared<C: MapView> {
     pub(crate) acks: Notify,
     /// The transport was left (once).
     outbox_closed: AtomicBool,
-    /// The replica's actor, told to send local writes at once (set by the actor as it
-    /// starts); used only when [`ReplicaOptions::send_when_idle`] is on.
+    /// The replica's actor (set by the actor as it starts), told to send local writes at once
+    /// when [`ReplicaOptions::send_when_idle`] is on, or woken by a write while it sleeps.
     pub(crate) flusher: OnceLock<ActorRef<ReplicaMsg>>,
     /// A [`ReplicaMsg::Flush`] is on its way: later writes ride along with it.
     pub(crate) flush_pending: AtomicBool,
+    /// The actor's next tick is more than one sync interval away (nothing was due): a local
+    /// write wakes it with [`ReplicaMsg::Wake`], once.
+    pub(crate) sleeping: AtomicBool,
     /// The neighbours, kept apart from the core: the products poll them every few ms, and
     /// must not wait on the core's lock while a long sync step holds it.
     pub(crate) neighbours: Mutex<Vec<String>>,
@@ -199,6 +202,7 @@ impl<C: MapView> Shared<C> {
             outbox_closed: AtomicBool::new(false),
             flusher: OnceLock::new(),
             flush_pending: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
             neighbours: Mutex::new(Vec::new()),
         }
     }
@@ -241,19 +245,29 @@ impl<C: MapView> Shared<C> {
         }
         core.changed = true;
         core.seq += 1;
-        if core.sync.config().send_when_idle {
-            self.request_flush();
-        }
+        self.after_write(core);
         core.seq
     }
 
     /// Like [`after_local`](Self::after_local) for a change made with nobody to tell and
     /// nothing to store (the in-memory fast path). Returns the change's sequence number.
     pub(crate) fn after_quiet_local(&self, core: &mut Core<C>) -> u64 {
+        self.after_write(core);
+        core.touched()
+    }
+
+    /// A local write waits to be sent: at once to idle neighbours when asked
+    /// ([`SyncConfig::send_when_idle`](crate::sync::SyncConfig)), else at the next tick,
+    /// which comes within a sync interval even if the actor was sleeping.
+    fn after_write(&self, core: &Core<C>) {
         if core.sync.config().send_when_idle {
             self.request_flush();
+        } else if self.sleeping.swap(false, Ordering::AcqRel)
+            && let Some(actor) = self.flusher.get()
+        {
+            // The actor gone means the replica is stopping: nothing to wake.
+            let _ = actor.cast(ReplicaMsg::Wake);
         }
-        core.touched()
     }
 
     /// Asks the actor to send what waits now: queued messages, and local writes to idle

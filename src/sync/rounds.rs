@@ -55,6 +55,13 @@ impl<P> Default for Rounds<P> {
     }
 }
 
+impl<P> Rounds<P> {
+    /// The tick of the next round.
+    pub(super) fn next_round(&self) -> u64 {
+        self.next_round
+    }
+}
+
 impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     /// At a tick: a round of digests if one is due.
     pub(super) fn digest_round(&mut self) {

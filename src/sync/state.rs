@@ -516,6 +516,32 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         self.collect_garbage();
     }
 
+    /// Advances time by `n` sync intervals at once (at least one): for a caller that did not
+    /// tick while [`ticks_until_due`](Self::ticks_until_due) said nothing was due.
+    pub fn handle_ticks(&mut self, n: u64) {
+        self.tick += n.saturating_sub(1);
+        self.handle_tick();
+    }
+
+    /// In how many ticks the protocol next has something to do at a tick: 1 while deltas
+    /// are unsent or unacknowledged, a neighbour's limit is unknown or a repair is landing;
+    /// else when the next round of digests is due. Ticks before then do nothing but count,
+    /// so a caller may sleep through them and pass their number to
+    /// [`handle_ticks`](Self::handle_ticks). A message received or a local write may make
+    /// something due sooner: ask again after each.
+    pub fn ticks_until_due(&self) -> u64 {
+        let busy = self.neighbours.values().any(|n| {
+            n.limit.is_none()
+                || n.acked < self.head
+                || !n.in_flight.is_empty()
+                || n.landing.is_some()
+        });
+        if busy {
+            return 1;
+        }
+        self.rounds.next_round().saturating_sub(self.tick).max(1)
+    }
+
     /// Handles bytes received from neighbour `from`.
     ///
     /// # Errors

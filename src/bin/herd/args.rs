@@ -70,6 +70,15 @@ pub(crate) struct NodeArgs {
     /// port 0 picks a free port, reported in the ready event as `metrics`). Off by default.
     #[arg(long = "metrics-listen", env = "HERD_METRICS_LISTEN")]
     pub(crate) metrics_listen: Option<SocketAddr>,
+
+    /// Start this many more key-value replicas, `idle-0`, `idle-1`..., that take no commands:
+    /// to measure what idle replicas cost a node (the workload runner's `-- scale-nodes`).
+    #[arg(
+        long = "idle-replicas",
+        env = "HERD_IDLE_REPLICAS",
+        default_value_t = 0
+    )]
+    pub(crate) idle_replicas: usize,
 }
 
 fn parse_name(v: &str) -> Result<String, String> {
@@ -114,7 +123,7 @@ mod tests {
             "--name a --listen 127.0.0.1:4000 --seed 127.0.0.1:1 --seed=127.0.0.1:2 \
              --data-dir /tmp/x --cookie secret --sync-interval-ms 20 --write-behind \
              --max-sync-size 65536 --heartbeat-interval-ms 100 --down-after-ms 900 \
-             --handover-timeout-ms 50",
+             --handover-timeout-ms 50 --idle-replicas 3",
         ))
         .unwrap();
         assert_eq!(
@@ -132,6 +141,7 @@ mod tests {
                 down_after: Some(Duration::from_millis(900)),
                 handover_timeout: Some(Duration::from_millis(50)),
                 metrics_listen: None,
+                idle_replicas: 3,
             }
         );
     }

@@ -327,7 +327,13 @@ async fn start(args: &NodeArgs) -> Result<Started, String> {
             return Err(format!("starting the supervisor: {e}"));
         }
     };
-    match Replicas::start(&node, |name| replica_options(args, name)).await {
+    match Replicas::start(
+        &node,
+        |name| replica_options(args, name),
+        args.idle_replicas,
+    )
+    .await
+    {
         Ok(replicas) => Ok(Started {
             node,
             kv,

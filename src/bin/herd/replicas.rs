@@ -8,7 +8,7 @@ use std::sync::{Mutex, PoisonError};
 
 use herd::cluster::Node;
 use herd::presence::Presence;
-use herd::replica::{CounterMap, ReplicaOptions, SetReplica};
+use herd::replica::{CounterMap, Kv, ReplicaOptions, SetReplica};
 use ractor::{Actor, ActorRef};
 use serde_json::{Value, json};
 
@@ -30,6 +30,9 @@ pub(crate) struct Replicas {
     presence: Presence<String>,
     /// The actors `track` started, by topic and key: `untrack` stops them.
     tracked: Mutex<HashMap<(String, String), ActorRef<GreeterMsg>>>,
+    /// Empty key-value replicas that take no commands (`--idle-replicas`): what idle
+    /// replicas cost a node is measured with them.
+    idle: Vec<Kv>,
 }
 
 impl Replicas {
@@ -38,6 +41,7 @@ impl Replicas {
     pub(crate) async fn start(
         node: &Node,
         options: impl Fn(&str) -> Result<ReplicaOptions, String>,
+        idle: usize,
     ) -> Result<Self, String> {
         let set = SetReplica::start(node, options(SET)?)
             .await
@@ -61,20 +65,38 @@ impl Replicas {
                 .map_err(|e| format!("starting the presence: {e}")),
             Err(e) => Err(e),
         };
-        match presence {
-            Ok(presence) => Ok(Replicas {
-                node: node.name().to_owned(),
-                set,
-                counters,
-                presence,
-                tracked: Mutex::new(HashMap::new()),
-            }),
+        let presence = match presence {
+            Ok(presence) => presence,
             Err(e) => {
                 let _ = counters.stop().await;
                 let _ = set.stop().await;
-                Err(e)
+                return Err(e);
+            }
+        };
+        let mut replicas = Replicas {
+            node: node.name().to_owned(),
+            set,
+            counters,
+            presence,
+            tracked: Mutex::new(HashMap::new()),
+            idle: Vec::with_capacity(idle),
+        };
+        for i in 0..idle {
+            let started = match options(&format!("idle-{i}")) {
+                Ok(o) => Kv::start(node, o)
+                    .await
+                    .map_err(|e| format!("starting idle replica {i}: {e}")),
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok(kv) => replicas.idle.push(kv),
+                Err(e) => {
+                    let _ = replicas.stop().await;
+                    return Err(e);
+                }
             }
         }
+        Ok(replicas)
     }
 
     /// Executes one of their commands (the node hands them only theirs).
@@ -165,6 +187,9 @@ impl Replicas {
             .into_values()
         {
             actor.stop(None);
+        }
+        for kv in self.idle {
+            let _ = kv.stop().await;
         }
         let (presence, counters, set) =
             tokio::join!(self.presence.stop(), self.counters.stop(), self.set.stop());

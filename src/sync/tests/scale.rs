@@ -137,3 +137,25 @@ fn a_thousand_replicas_spread_a_write_in_two_log2_n_ticks_and_idle_at_constant_c
     assert!(ticks <= 2 * log2(n));
     assert!((0.7..=1.3).contains(&(idle / small)));
 }
+
+#[test]
+fn an_idle_replica_has_nothing_due_for_many_ticks_and_a_write_is_due_at_the_next() {
+    let mut sim = mesh(7, 4);
+    sim.settle(1_000).expect("an empty mesh settles");
+    for _ in 0..40 {
+        sim.step();
+    }
+    // Right after a round, the next is a whole (longest) interval away.
+    let mut idle = 0;
+    for _ in 0..16 {
+        sim.step();
+        idle = idle.max(sim.nodes[0].sync.as_ref().expect("up").ticks_until_due());
+    }
+    assert_eq!(
+        idle, 16,
+        "an idle replica is due again in {idle} ticks at most"
+    );
+    sim.put(0, 1, vec![1]);
+    let busy = sim.nodes[0].sync.as_ref().expect("up").ticks_until_due();
+    assert_eq!(busy, 1, "a write waits for the next tick");
+}
