@@ -72,8 +72,10 @@ pub(crate) struct ActorState<C: MapView> {
     shared: Arc<Shared<C>>,
     /// The sync interval.
     interval: Duration,
-    /// The last sync step at a tick: the intervals since then are the ticks that passed.
-    last_tick: Instant,
+    /// The time of the last tick on the actor's grid (its start plus whole intervals): the
+    /// sync layer's tick count stands for it, and ticks stay in phase whether the actor slept
+    /// or not, so a write waits for the next grid point as it did with a fixed timer.
+    grid: Instant,
     /// When the pending timer fires, and the timer itself (aborted when rescheduled).
     next_tick: Instant,
     timer: Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<ReplicaMsg>>>>,
@@ -84,26 +86,46 @@ pub(crate) struct ActorState<C: MapView> {
 }
 
 impl<C: MapView> ActorState<C> {
-    /// Sets the timer to fire `after` from now, replacing the pending one.
-    fn schedule(&mut self, myself: &ActorRef<ReplicaMsg>, after: Duration) {
+    /// The grid point `due` ticks after the last tick.
+    fn grid_point(&self, due: u64) -> Instant {
+        self.grid + self.interval * u32::try_from(due.max(1)).unwrap_or(u32::MAX)
+    }
+
+    /// Sets the timer to fire at `at` (at once if that passed), replacing the pending one.
+    fn schedule(&mut self, myself: &ActorRef<ReplicaMsg>, at: Instant) {
         if let Some(old) = self.timer.take() {
             old.abort();
         }
-        self.next_tick = Instant::now() + after;
-        self.timer = Some(myself.send_after(after, || ReplicaMsg::Tick));
+        let now = Instant::now();
+        self.next_tick = at;
+        self.timer =
+            Some(myself.send_after(at.saturating_duration_since(now), || ReplicaMsg::Tick));
         self.shared
             .sleeping
-            .store(after > self.interval, Ordering::Release);
+            .store(at > now + self.interval, Ordering::Release);
     }
 
-    /// After a step that found the next tick due in `due` ticks: fire no later than that.
+    /// After a step that found something due `due` ticks after the last tick: fire no later.
     fn due_in(&mut self, myself: &ActorRef<ReplicaMsg>, due: u64) {
-        let after = self
-            .interval
-            .saturating_mul(u32::try_from(due.max(1)).unwrap_or(u32::MAX));
-        if Instant::now() + after < self.next_tick {
-            self.schedule(myself, after);
+        let at = self.grid_point(due);
+        if at < self.next_tick {
+            self.schedule(myself, at);
         }
+    }
+
+    /// At a tick: moves the grid to the tick that came; returns how many intervals passed
+    /// since the last one (one, unless the actor slept or was held up).
+    fn advance_grid(&mut self, now: Instant) -> u64 {
+        let passed = now.saturating_duration_since(self.grid).as_secs_f64()
+            / self.interval.as_secs_f64().max(1e-9);
+        let passed = (passed.round() as u64).max(1);
+        self.grid = self.grid_point(passed);
+        if now.saturating_duration_since(self.grid) > self.interval {
+            // Far behind (a long step): start a new phase rather than firing ticks back to
+            // back to catch up.
+            self.grid = now;
+        }
+        passed
     }
 }
 
@@ -122,13 +144,14 @@ impl<C: MapView> Actor for ReplicaActor<C> {
         let mut state = ActorState {
             shared,
             interval,
-            last_tick: now,
+            grid: now,
             next_tick: now,
             timer: None,
             published: now,
             due: 1,
         };
-        state.schedule(&myself, interval);
+        let first = state.grid_point(1);
+        state.schedule(&myself, first);
         Ok(state)
     }
 
@@ -164,13 +187,7 @@ impl<C: MapView> Actor for ReplicaActor<C> {
                 state.due_in(&myself, 1);
                 return Ok(());
             }
-            ReplicaMsg::Tick => {
-                // The intervals that passed since the last tick (one, unless it slept).
-                let passed = now.saturating_duration_since(state.last_tick).as_secs_f64()
-                    / state.interval.as_secs_f64().max(1e-9);
-                state.last_tick = now;
-                (passed.round() as u64).max(1)
-            }
+            ReplicaMsg::Tick => state.advance_grid(now),
             _ => 0,
         };
         let span = match &message {
@@ -194,10 +211,8 @@ impl<C: MapView> Actor for ReplicaActor<C> {
             .await;
         state.due = due;
         if ticks > 0 {
-            state.schedule(
-                &myself,
-                state.interval * u32::try_from(due.max(1)).unwrap_or(u32::MAX),
-            );
+            let at = state.grid_point(due);
+            state.schedule(&myself, at);
         } else {
             state.due_in(&myself, due);
         }
