@@ -162,15 +162,18 @@ impl Peer {
     /// node does that every 10 s anyway; asking makes the reading not depend on timing).
     pub(crate) fn rss(&mut self) -> f64 {
         self.ask("trim");
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc/<pid>/status");
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS");
-        kb * 1024.0
+        resident_bytes(self.child.id()).expect("VmRSS")
     }
+}
+
+/// A process's resident set, bytes, from `/proc/<pid>/status` (Linux).
+pub(crate) fn resident_bytes(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb * 1024.0)
 }
 
 impl Drop for Peer {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cluster::Peer;
+use crate::cluster::{Peer, resident_bytes};
 use crate::report::Report;
 
 /// How long any one step may take.
@@ -164,7 +164,11 @@ fn cluster_of(r: &mut Report, n: usize) {
         "cores",
         Some(0.15),
     );
-    let rss: f64 = nodes.iter().map(|p| rss(p.pid())).sum::<f64>() / n as f64;
+    let rss: f64 = nodes
+        .iter()
+        .map(|p| resident_bytes(p.pid()).unwrap_or(0.0))
+        .sum::<f64>()
+        / n as f64;
     r.record(&format!("rss_per_node_n{n}"), rss / 1e6, "MB", None);
 }
 
@@ -228,24 +232,12 @@ fn cpu(pid: u32) -> f64 {
             .and_then(|f| f.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command.
-    (ticks(11) + ticks(12)) / clock_ticks_per_second()
+    // utime and stime are fields 14 and 15 of the line: indices 11 and 12 after the command.
+    (ticks(11) + ticks(12)) / USER_HZ
 }
 
-fn clock_ticks_per_second() -> f64 {
-    // Linux reports CPU times in USER_HZ, 100 on every common configuration.
-    100.0
-}
-
-/// A process's resident set, bytes.
-fn rss(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb * 1024.0)
-}
+/// The unit of CPU times in `/proc` (Linux's USER_HZ, 100 on every common configuration).
+const USER_HZ: f64 = 100.0;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {

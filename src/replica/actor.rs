@@ -118,13 +118,10 @@ impl<C: MapView> ActorState<C> {
     fn advance_grid(&mut self, now: Instant) -> u64 {
         let passed = now.saturating_duration_since(self.grid).as_secs_f64()
             / self.interval.as_secs_f64().max(1e-9);
+        // Rounded, so the grid stays within half an interval of the tick that came: a late
+        // tick (a long step) shifts the phase rather than firing ticks back to back.
         let passed = (passed.round() as u64).max(1);
         self.grid = self.grid_point(passed);
-        if now.saturating_duration_since(self.grid) > self.interval {
-            // Far behind (a long step): start a new phase rather than firing ticks back to
-            // back to catch up.
-            self.grid = now;
-        }
         passed
     }
 }

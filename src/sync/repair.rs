@@ -14,21 +14,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 type Repairs<C> = Vec<Message<<C as MapCrdt>::Key, <C as MapCrdt>::Value>>;
 
 impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
-    /// Sends `peer` a digest now if nothing is in flight to it and no repair is landing there.
-    fn send_digest_if_idle(&mut self, peer: &P, ctx_hash: u64) {
-        let Some(n) = self.neighbours.get(peer) else {
-            return;
-        };
-        if n.acked < self.head || n.landing.is_some() {
-            return;
-        }
-        let msg = Message::Digest {
-            root: self.tree.root(),
-            ctx_hash,
-        };
-        self.send(peer, &msg);
-    }
-
     pub(super) fn on_digest(&mut self, from: &P, root: Digest, ctx_hash: u64) {
         if root == self.tree.root() && ctx_hash == self.context_hash() {
             return;
@@ -167,13 +152,12 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     /// Sends a probe behind a repair burst just sent to `peer`: its answer says the burst
     /// landed (see [`Landing`](super::state::Landing)).
     fn probe_landing(&mut self, peer: &P) {
+        // A burst leaves only when none is landing (`on_context` waits for the probe).
         let probe = self.probe_one(peer);
         let retry_at = self.tick + self.landing_wait(peer, 0);
         if let Some(n) = self.neighbours.get_mut(peer) {
-            // Behind a burst already landing, the first probe still counts.
-            let first = n.landing.map_or(probe, |l| l.probe);
             n.landing = Some(Landing {
-                probe: first,
+                probe,
                 retry_at,
                 retries: 0,
             });
@@ -230,8 +214,10 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
             .filter(|n| n.landing.is_some_and(|l| probe >= l.probe));
         if let Some(n) = landed {
             n.landing = None;
-            let ctx_hash = self.context_hash();
-            self.send_digest_if_idle(from, ctx_hash);
+            if n.may_get_digest(self.head) {
+                let state = self.our_state();
+                self.send_digest(from, state);
+            }
         }
     }
 

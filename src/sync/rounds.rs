@@ -68,7 +68,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         if self.tick < self.rounds.next_round {
             return;
         }
-        let state = (self.tree.root(), self.context_hash());
+        let state = self.our_state();
         let active = self.config.digest_every_ticks.max(1);
         let idle_max = self.config.max_digest_interval_ticks.max(active);
         self.rounds.interval = if self.rounds.last_state == Some(state) {
@@ -82,26 +82,33 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
         self.rounds.last_state = Some(state);
         self.rounds.next_round = self.tick + self.rounds.interval;
         for peer in self.digest_targets() {
-            self.send(
-                &peer,
-                &Message::Digest {
-                    root: state.0,
-                    ctx_hash: state.1,
-                },
-            );
+            self.send_digest(&peer, state);
         }
+    }
+
+    /// What a digest says of us: the Merkle root and the context's hash.
+    pub(super) fn our_state(&mut self) -> (Digest, u64) {
+        (self.tree.root(), self.context_hash())
+    }
+
+    pub(super) fn send_digest(&mut self, peer: &P, (root, ctx_hash): (Digest, u64)) {
+        self.send(peer, &Message::Digest { root, ctx_hash });
     }
 
     /// Up to `digest_fanout` neighbours that may be sent a digest now (nothing in flight to
     /// them, no repair landing there): fresh ones first, then the rotation. Moves the cursor.
     fn digest_targets(&mut self) -> Vec<P> {
         let fanout = self.config.digest_fanout.max(1);
-        let ready = |n: &super::state::Neighbour| n.acked >= self.head && n.landing.is_none();
+        let head = self.head;
         let mut targets: Vec<P> = self
             .rounds
             .fresh
             .iter()
-            .filter(|p| self.neighbours.get(*p).is_some_and(ready))
+            .filter(|p| {
+                self.neighbours
+                    .get(*p)
+                    .is_some_and(|n| n.may_get_digest(head))
+            })
             .take(fanout)
             .cloned()
             .collect();
@@ -127,7 +134,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
                 break;
             }
             examined = Some(p);
-            if ready(n) && !targets.contains(p) {
+            if n.may_get_digest(head) && !targets.contains(p) {
                 targets.push(p.clone());
             }
         }

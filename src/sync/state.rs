@@ -327,6 +327,19 @@ pub struct SyncState<C: MapCrdt, P> {
 }
 
 impl Neighbour {
+    /// Whether a digest may go to it: nothing of ours unacknowledged (the deltas will close
+    /// any difference a digest would show) and no repair landing (its probe brings the next
+    /// comparison).
+    pub(super) fn may_get_digest(&self, head: u64) -> bool {
+        self.acked >= head && self.landing.is_none()
+    }
+
+    /// Whether it needs anything at a tick: its limit asked, deltas sent or resent, a repair
+    /// probed again.
+    fn needs_ticks(&self, head: u64) -> bool {
+        self.limit.is_none() || !self.in_flight.is_empty() || !self.may_get_digest(head)
+    }
+
     /// Drops the messages in flight that its acknowledgements now cover; returns the tick
     /// the newest of them that was not a resend was sent at.
     fn forget_acked(&mut self) -> Option<u64> {
@@ -530,12 +543,7 @@ impl<C: MapCrdt, P: Ord + Clone + std::fmt::Debug> SyncState<C, P> {
     /// [`handle_ticks`](Self::handle_ticks). A message received or a local write may make
     /// something due sooner: ask again after each.
     pub fn ticks_until_due(&self) -> u64 {
-        let busy = self.neighbours.values().any(|n| {
-            n.limit.is_none()
-                || n.acked < self.head
-                || !n.in_flight.is_empty()
-                || n.landing.is_some()
-        });
+        let busy = self.neighbours.values().any(|n| n.needs_ticks(self.head));
         if busy {
             return 1;
         }
