@@ -68,9 +68,22 @@ fn cluster_of(r: &mut Report, n: usize) {
     for i in 1..n {
         nodes.push(Peer::spawn(&format!("s{i}"), Some(&addr), &[]));
     }
-    for node in &mut nodes[1..] {
+    let mut failed = 0;
+    for (i, node) in nodes.iter_mut().enumerate().skip(1) {
         let ready = node.answer_within(DEADLINE);
-        assert_eq!(ready["event"], "ready", "{ready}");
+        if ready["event"] != "ready" {
+            eprintln!("s{i} did not start: {ready}");
+            failed += 1;
+        }
+    }
+    r.record(
+        &format!("nodes_failed_to_start_n{n}"),
+        f64::from(failed),
+        "nodes",
+        None,
+    );
+    if failed > 0 {
+        return;
     }
     let others = n - 1;
     for node in &mut nodes {
