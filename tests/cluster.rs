@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::{Harness, Node, WAIT, await_same_root, eventually, number};
 
@@ -314,4 +314,11 @@ fn eight_nodes_join_through_one_seed_and_idle_in_bounded_rounds() {
         let per_second = (sent(&mut nodes[0]) - before) / 2;
         (per_second <= 10).then_some(())
     });
+    // Heartbeats go to the 3 peers watching a node, not to all 7: 5 a second to each, and an
+    // answer to each watch renewal (1 a second each): 18 a second; 35 when beating to all.
+    let beats = |n: &mut Node| number(&n.stats(), "/cluster/heartbeats_sent");
+    let (before, start) = (beats(&mut nodes[1]), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let per_second = (beats(&mut nodes[1]) - before) as f64 / start.elapsed().as_secs_f64();
+    assert!(per_second <= 25.0, "{per_second:.1} heartbeats a second");
 }

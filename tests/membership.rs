@@ -89,6 +89,48 @@ fn a_hung_peer_is_reported_down_then_up_and_repaired() {
 }
 
 #[test]
+fn a_hung_peer_watched_by_one_is_reported_down_on_every_survivor() {
+    // One watcher per node: of the three survivors, one watches the stopped node and declares
+    // it unresponsive; the other two hear its report, probe the node themselves and find it
+    // silent too. Without the report they would never see it go (its sessions stay open).
+    let h = Harness::new();
+    let spec = |name: &str| h.spec(name).env("HERD_MONITORS", "1");
+    let mut a = h.spawn(spec("a"));
+    let mut others: Vec<Node> = ["b", "c", "d"]
+        .into_iter()
+        .map(|n| h.spawn(spec(n).seed(a.listen())))
+        .collect();
+    a.await_members(3);
+    for n in &mut others {
+        n.await_members(3);
+    }
+    let d = others.pop().expect("d");
+    d.signal("STOP");
+    a.await_state("d", false);
+    for n in &mut others {
+        n.await_state("d", false);
+    }
+    d.signal("CONT");
+    a.await_state("d", true);
+    for n in &mut others {
+        n.await_state("d", true);
+    }
+    for n in std::iter::once(&mut a).chain(&mut others) {
+        assert_eq!(history(n, "d"), ["up", "down:unresponsive", "up"]);
+    }
+    // Nobody else was declared down on the way.
+    for n in std::iter::once(&mut a).chain(&mut others) {
+        let downs: Vec<(String, String)> = n
+            .events()
+            .into_iter()
+            .filter(|(e, peer, _, _)| e == "down" && peer != "d")
+            .map(|(e, peer, _, _)| (e, peer))
+            .collect();
+        assert!(downs.is_empty(), "{downs:?}");
+    }
+}
+
+#[test]
 fn a_graceful_leave_is_reported_at_once_with_its_reason() {
     let h = Harness::new();
     let (mut a, mut b) = pair(&h);

@@ -38,6 +38,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::monitors::{self, Watchers};
+
 /// Why a node is reported down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -134,6 +136,12 @@ pub struct DetectorConfig {
     /// applies as usual; a peer that hangs before its first heartbeat is reported after this
     /// window; a closed connection is reported as before.
     pub session_grace: Duration,
+    /// How many peers watch each node (ask it for heartbeats and apply `down_after` to it).
+    /// Default 3. A node sends and receives about this many heartbeats per interval whatever
+    /// the cluster's size; in a cluster of at most `monitors` + 1 nodes everyone watches
+    /// everyone. A watcher that declares a peer unresponsive tells the others, which probe it
+    /// themselves (`down_after` / 2) before declaring it down. See the cluster module docs.
+    pub monitors: usize,
 }
 
 impl Default for DetectorConfig {
@@ -144,6 +152,7 @@ impl Default for DetectorConfig {
             down_after: Duration::from_millis(1500),
             reconnect_grace: Duration::from_secs(1),
             session_grace: Duration::from_secs(5),
+            monitors: 3,
         }
     }
 }
@@ -155,10 +164,36 @@ impl DetectorConfig {
         (self.heartbeat_interval / 4).clamp(Duration::from_millis(1), Duration::from_millis(100))
     }
 
+    /// How long a watch lasts unless renewed: twice `down_after`, so a renewal lost with a
+    /// closing session is noticed (as silence) before the watched side stops beating.
+    pub(crate) fn watch_lease(&self) -> Duration {
+        self.down_after * 2
+    }
+
+    /// How often a watcher renews its watch.
+    fn watch_renewal(&self) -> Duration {
+        self.watch_lease() / 3
+    }
+
+    /// How long a peer reported unresponsive by another node has to answer our own probe.
+    /// It answers a watch at once, so this is a round trip with a wide margin.
+    fn probe_timeout(&self) -> Duration {
+        self.down_after / 2
+    }
+
+    /// How long a peer that answered a probe stays watched: through the reporter's own
+    /// recovery of it, so a second report does not start a second probe at once.
+    fn probe_keep(&self) -> Duration {
+        self.down_after * 2
+    }
+
     /// Checks the settings make sense together.
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.heartbeat_interval.is_zero() {
             return Err("heartbeat_interval is 0".into());
+        }
+        if self.monitors == 0 {
+            return Err("monitors is 0: no node would be watched".into());
         }
         if self.down_after < self.heartbeat_interval * 2 {
             return Err(format!(
@@ -192,6 +227,19 @@ struct Peer {
     mean_gap: Option<f64>,
     max_gap: Option<Duration>,
     beats: u64,
+    /// We watch it now: its silence counts.
+    watched: bool,
+    /// When to renew our watch (send it a watch request), while watched.
+    renew_at: Option<Instant>,
+    /// Another node reported it unresponsive and we probe it ourselves.
+    probe: Option<Probe>,
+}
+
+/// Our own check of a peer another node reported unresponsive.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    since: Instant,
+    answered: bool,
 }
 
 impl Peer {
@@ -208,6 +256,17 @@ impl Peer {
             mean_gap: None,
             max_gap: None,
             beats: 0,
+            watched: false,
+            renew_at: None,
+            probe: None,
+        }
+    }
+
+    /// Heard from it: a heartbeat or other traffic.
+    fn heard(&mut self, now: Instant) {
+        self.last_heard = self.last_heard.max(now);
+        if let Some(p) = &mut self.probe {
+            p.answered = true;
         }
     }
 }
@@ -217,26 +276,43 @@ impl Peer {
 /// Call order: feed `handle_*` as things happen (each takes `now`), call
 /// [`handle_tick`](Self::handle_tick) regularly (every
 /// [`DetectorConfig::tick_interval`]), and after each call drain
-/// [`poll_event`](Self::poll_event) and [`poll_disconnect`](Self::poll_disconnect).
+/// [`poll_event`](Self::poll_event) and [`poll_disconnect`](Self::poll_disconnect); after a
+/// tick also [`poll_watch`](Self::poll_watch) and [`poll_report`](Self::poll_report). Send
+/// heartbeats to [`beat_targets`](Self::beat_targets) every heartbeat interval.
 #[derive(Debug)]
 pub(crate) struct Detector {
     config: DetectorConfig,
+    /// This node's name: its place on the watch ring.
+    me: String,
     peers: BTreeMap<String, Peer>,
+    /// The members we watch by the ring; `None` when membership changed since.
+    ring: Option<BTreeSet<String>>,
+    /// The peers watching us.
+    watchers: Watchers,
     last_tick: Option<Instant>,
     events: VecDeque<MemberEvent>,
     disconnects: VecDeque<String>,
+    /// Peers to send a watch request to.
+    watch_requests: VecDeque<String>,
+    /// Peers we declared unresponsive as their watcher, to tell the other members about.
+    reports: VecDeque<String>,
     /// Ticks that came so late that this node must have been paused.
     pauses: u64,
 }
 
 impl Detector {
-    pub(crate) fn new(config: DetectorConfig) -> Self {
+    pub(crate) fn new(config: DetectorConfig, me: &str) -> Self {
         Detector {
             config,
+            me: me.to_string(),
             peers: BTreeMap::new(),
+            ring: None,
+            watchers: Watchers::default(),
             last_tick: None,
             events: VecDeque::new(),
             disconnects: VecDeque::new(),
+            watch_requests: VecDeque::new(),
+            reports: VecDeque::new(),
             pauses: 0,
         }
     }
@@ -253,6 +329,7 @@ impl Detector {
             return;
         }
         p.up = true;
+        p.probe = None;
         p.down_reason = None;
         p.left = false;
         p.last_heard = now;
@@ -260,6 +337,7 @@ impl Detector {
         p.closed_since = None;
         // Gaps across a down period say nothing about the detector's margin.
         p.last_beat = None;
+        self.ring = None;
         self.events.push_back(MemberEvent::Up {
             node: name.to_string(),
         });
@@ -273,6 +351,8 @@ impl Detector {
         p.up = false;
         p.down_reason = Some(reason);
         p.closed_since = None;
+        p.probe = None;
+        self.ring = None;
         self.events.push_back(MemberEvent::Down {
             node: name.to_string(),
             reason,
@@ -310,7 +390,7 @@ impl Detector {
             p.mean_gap = Some(p.mean_gap.map_or(g, |m| 0.9 * m + 0.1 * g));
         }
         p.last_beat = Some(now);
-        p.last_heard = now;
+        p.heard(now);
         p.beats += 1;
         // Declared unresponsive, but its session survived (closing it failed or raced):
         // it answers again, so it is a member again.
@@ -327,8 +407,37 @@ impl Detector {
         if let Some(p) = self.peers.get_mut(name)
             && p.up
         {
-            p.last_heard = p.last_heard.max(now);
+            p.heard(now);
         }
+    }
+
+    /// `name` asked us for heartbeats (it watches us).
+    pub(crate) fn handle_watch(&mut self, now: Instant, name: &str) {
+        self.watchers.grant(name, now + self.config.watch_lease());
+    }
+
+    /// `reporter` declared `name` unresponsive. Unless we watch it already, we probe it
+    /// ourselves: it is down for us too if it does not answer within the probe timeout.
+    pub(crate) fn handle_report(&mut self, now: Instant, reporter: &str, name: &str) {
+        if name == self.me {
+            tracing::info!(by = %reporter, "a peer reported this node unresponsive");
+            return;
+        }
+        if let Some(p) = self.peers.get_mut(name)
+            && p.up
+            && !p.watched
+            && p.probe.is_none()
+        {
+            p.probe = Some(Probe {
+                since: now,
+                answered: false,
+            });
+        }
+    }
+
+    /// The peers to send a heartbeat to now: the ones watching us.
+    pub(crate) fn beat_targets(&mut self, now: Instant) -> Vec<String> {
+        self.watchers.targets(now)
     }
 
     /// `name` announced that it is leaving.
@@ -337,7 +446,7 @@ impl Detector {
         self.go_down(name, now, DownReason::Left);
     }
 
-    /// Checks the deadlines.
+    /// Checks the deadlines and who to watch.
     pub(crate) fn handle_tick(&mut self, now: Instant) {
         let late = self
             .last_tick
@@ -354,28 +463,95 @@ impl Detector {
                 if p.closed_since.is_some() {
                     p.closed_since = Some(now);
                 }
+                if let Some(probe) = &mut p.probe {
+                    probe.since = now;
+                }
             }
             return;
         }
+        self.update_watches(now);
+        let c = self.config;
         let mut down = Vec::new();
         for (name, p) in &self.peers {
             if !p.up {
                 continue;
             }
             if let Some(since) = p.closed_since {
-                if now.saturating_duration_since(since) >= self.config.reconnect_grace {
-                    down.push((name.clone(), DownReason::ConnectionClosed));
+                if now.saturating_duration_since(since) >= c.reconnect_grace {
+                    down.push((name.clone(), DownReason::ConnectionClosed, false));
                 }
-            } else if now.saturating_duration_since(p.last_heard) >= self.config.down_after
+            } else if p.watched
+                && now.saturating_duration_since(p.last_heard) >= c.down_after
                 && (p.last_beat.is_some()
-                    || now.saturating_duration_since(p.up_since) >= self.config.session_grace)
+                    || now.saturating_duration_since(p.up_since) >= c.session_grace)
             {
-                down.push((name.clone(), DownReason::Unresponsive));
+                // Ours to tell the others about, unless we only probed it on a report.
+                down.push((name.clone(), DownReason::Unresponsive, p.probe.is_none()));
+            } else if let Some(probe) = p.probe
+                && !probe.answered
+                && now.saturating_duration_since(probe.since) >= c.probe_timeout()
+            {
+                down.push((name.clone(), DownReason::Unresponsive, false));
             }
         }
-        for (name, reason) in down {
+        for (name, reason, report) in down {
             self.go_down(&name, now, reason);
+            if report {
+                self.reports.push_back(name);
+            }
         }
+    }
+
+    /// Starts, renews and ends watches: the ring's successors, peers being probed, and peers
+    /// declared unresponsive whose session survived (their heartbeat brings them back).
+    fn update_watches(&mut self, now: Instant) {
+        let ring = self.ring.get_or_insert_with(|| {
+            let members = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.up)
+                .map(|(n, _)| n.as_str());
+            monitors::successors(&self.me, members, self.config.monitors)
+        });
+        for (name, p) in &mut self.peers {
+            if let Some(probe) = p.probe
+                && probe.answered
+                && now.saturating_duration_since(probe.since) >= self.config.probe_keep()
+            {
+                p.probe = None;
+            }
+            let watch = if p.up {
+                ring.contains(name) || p.probe.is_some()
+            } else {
+                p.live && !p.left && p.down_reason == Some(DownReason::Unresponsive)
+            };
+            if !watch {
+                p.watched = false;
+                p.renew_at = None;
+                continue;
+            }
+            if !p.watched {
+                // Silence before the watch did not count; it counts from now.
+                p.watched = true;
+                p.last_heard = p.last_heard.max(now);
+            }
+            if p.renew_at.is_none_or(|at| at <= now) {
+                p.renew_at = Some(now + self.config.watch_renewal());
+                self.watch_requests.push_back(name.clone());
+            }
+        }
+    }
+
+    /// The next peer to send a watch request to, if any.
+    #[must_use]
+    pub(crate) fn poll_watch(&mut self) -> Option<String> {
+        self.watch_requests.pop_front()
+    }
+
+    /// The next peer we declared unresponsive as its watcher, to report to the other members.
+    #[must_use]
+    pub(crate) fn poll_report(&mut self) -> Option<String> {
+        self.reports.pop_front()
     }
 
     /// The next membership event, if any.
@@ -475,7 +651,7 @@ mod tests {
     #[test]
     fn a_silent_peer_goes_down_and_its_sessions_are_closed() {
         let mut t = Instant::now();
-        let mut d = Detector::new(DetectorConfig::default());
+        let mut d = Detector::new(DetectorConfig::default(), "a");
         d.handle_tick(t);
         d.handle_session_up(t, "b");
         run(&mut d, &mut t, 5000 * MS, &["b"]);
@@ -500,7 +676,7 @@ mod tests {
     fn detection_time_is_down_after_plus_at_most_a_tick() {
         let mut t = Instant::now();
         let c = DetectorConfig::default();
-        let mut d = Detector::new(c);
+        let mut d = Detector::new(c, "a");
         d.handle_tick(t);
         d.handle_session_up(t, "b");
         run(&mut d, &mut t, c.session_grace + 1000 * MS, &["b"]);
@@ -516,7 +692,7 @@ mod tests {
     #[test]
     fn a_reconnect_within_the_grace_period_is_invisible() {
         let mut t = Instant::now();
-        let mut d = Detector::new(DetectorConfig::default());
+        let mut d = Detector::new(DetectorConfig::default(), "a");
         d.handle_tick(t);
         d.handle_session_up(t, "b");
         drain(&mut d);
@@ -538,7 +714,7 @@ mod tests {
     #[test]
     fn a_leave_is_down_at_once_and_only_once() {
         let mut t = Instant::now();
-        let mut d = Detector::new(DetectorConfig::default());
+        let mut d = Detector::new(DetectorConfig::default(), "a");
         d.handle_tick(t);
         d.handle_session_up(t, "b");
         d.handle_leave(t, "b");
@@ -555,7 +731,7 @@ mod tests {
     #[test]
     fn a_paused_detector_blames_itself_not_the_peers() {
         let mut t = Instant::now();
-        let mut d = Detector::new(DetectorConfig::default());
+        let mut d = Detector::new(DetectorConfig::default(), "a");
         d.handle_tick(t);
         d.handle_session_up(t, "b");
         drain(&mut d);
@@ -570,7 +746,7 @@ mod tests {
     #[test]
     fn a_surviving_session_answering_again_brings_the_peer_back() {
         let mut t = Instant::now();
-        let mut d = Detector::new(DetectorConfig::default());
+        let mut d = Detector::new(DetectorConfig::default(), "a");
         d.handle_tick(t);
         d.handle_session_up(t, "b");
         run(&mut d, &mut t, 6000 * MS, &[]);
@@ -585,7 +761,7 @@ mod tests {
     #[test]
     fn other_traffic_keeps_a_peer_up_but_does_not_bring_it_back() {
         let mut t = Instant::now();
-        let mut d = Detector::new(DetectorConfig::default());
+        let mut d = Detector::new(DetectorConfig::default(), "a");
         d.handle_tick(t);
         d.handle_session_up(t, "b");
         // No heartbeats for 6 s, but sync messages every 300 ms: still up.
@@ -606,7 +782,7 @@ mod tests {
         // event loop then reports a second live session; the old one's close later leaves
         // one live, which is not a loss).
         let t = Instant::now();
-        let mut d = Detector::new(DetectorConfig::default());
+        let mut d = Detector::new(DetectorConfig::default(), "a");
         d.handle_tick(t);
         d.handle_session_up(t, "b");
         d.handle_leave(t, "b");
@@ -621,7 +797,7 @@ mod tests {
     fn a_new_session_has_its_grace_before_silence_counts() {
         let mut t = Instant::now();
         let c = DetectorConfig::default();
-        let mut d = Detector::new(c);
+        let mut d = Detector::new(c, "a");
         d.handle_tick(t);
         d.handle_session_up(t, "b");
         let up_at = t;
@@ -647,9 +823,156 @@ mod tests {
         assert!(t - last <= c.down_after + c.tick_interval() + 200 * MS);
     }
 
+    /// A detector "a" with peers `p0..p{n}` up, past their session grace, and the peers it
+    /// watches (drained from its first watch requests).
+    fn cluster(n: usize, t: &mut Instant) -> (Detector, Vec<String>, BTreeSet<String>) {
+        let mut d = Detector::new(DetectorConfig::default(), "a");
+        d.handle_tick(*t);
+        let peers: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+        for p in &peers {
+            d.handle_session_up(*t, p);
+        }
+        let all: Vec<&str> = peers.iter().map(String::as_str).collect();
+        run(&mut d, t, 6000 * MS, &all);
+        drain(&mut d);
+        let watched: BTreeSet<String> = std::iter::from_fn(|| d.poll_watch()).collect();
+        (d, peers, watched)
+    }
+
+    #[test]
+    fn only_the_ring_successors_are_watched_and_only_their_silence_counts() {
+        let mut t = Instant::now();
+        let (mut d, peers, watched) = cluster(10, &mut t);
+        let all = peers.iter().map(String::as_str).chain(["a"]);
+        assert_eq!(watched, monitors::successors("a", all, 3));
+        // The unwatched say nothing for a long time: still members.
+        let beating: Vec<&str> = watched.iter().map(String::as_str).collect();
+        run(&mut d, &mut t, 10_000 * MS, &beating);
+        assert_eq!(drain(&mut d), []);
+        assert_eq!(d.members().len(), 10);
+        // One watched peer falls silent: Down, its sessions closed, and reported.
+        let silent = beating[0];
+        run(&mut d, &mut t, 2000 * MS, &beating[1..]);
+        assert_eq!(drain(&mut d), [down(silent, DownReason::Unresponsive)]);
+        assert_eq!(d.poll_disconnect().as_deref(), Some(silent));
+        assert_eq!(d.poll_report().as_deref(), Some(silent));
+        assert_eq!(d.poll_report(), None);
+    }
+
+    #[test]
+    fn watches_are_requested_again_before_their_lease_ends() {
+        let mut t = Instant::now();
+        let (mut d, _, watched) = cluster(10, &mut t);
+        let c = DetectorConfig::default();
+        let mut requests = 0;
+        let start = t;
+        while t < start + c.watch_lease() * 3 {
+            t += c.tick_interval();
+            d.handle_tick(t);
+            for n in &watched {
+                d.handle_heartbeat(t, n);
+            }
+            while let Some(n) = d.poll_watch() {
+                assert!(watched.contains(&n));
+                requests += 1;
+            }
+        }
+        // Renewed every third of a lease: about 9 times each in three leases.
+        assert!((24..=30).contains(&requests), "{requests}");
+    }
+
+    #[test]
+    fn a_reported_peer_is_probed_and_down_only_if_it_does_not_answer() {
+        let mut t = Instant::now();
+        let (mut d, peers, watched) = cluster(10, &mut t);
+        let c = DetectorConfig::default();
+        let mut unwatched = peers.iter().filter(|p| !watched.contains(*p));
+        let (hung, fine) = (unwatched.next().unwrap(), unwatched.next().unwrap());
+        let reported = t;
+        d.handle_report(t, "p9", hung);
+        d.handle_report(t, "p9", fine);
+        t += c.tick_interval();
+        d.handle_tick(t);
+        // (Renewals of the ring's watches may fall on this tick too.)
+        let asked: BTreeSet<String> = std::iter::from_fn(|| d.poll_watch())
+            .filter(|p| !watched.contains(p))
+            .collect();
+        assert_eq!(asked, BTreeSet::from([hung.clone(), fine.clone()]));
+        d.handle_heartbeat(t, fine);
+        let beating: Vec<&str> = watched
+            .iter()
+            .map(String::as_str)
+            .chain([fine.as_str()])
+            .collect();
+        while d.members().contains(hung) {
+            run(&mut d, &mut t, 50 * MS, &beating);
+        }
+        let took = t - reported;
+        assert!(
+            took >= c.probe_timeout() && took <= c.probe_timeout() + 200 * MS,
+            "{took:?}"
+        );
+        assert_eq!(drain(&mut d), [down(hung, DownReason::Unresponsive)]);
+        // A probe's verdict is not reported again: its watchers did.
+        assert_eq!(d.poll_report(), None);
+        // The peer that answered stays, and is no longer watched once the probe is over.
+        run(&mut d, &mut t, c.probe_keep() + 500 * MS, &beating);
+        let _ = std::iter::from_fn(|| d.poll_watch()).count();
+        run(&mut d, &mut t, 10_000 * MS, &beating[..beating.len() - 1]);
+        assert!(d.members().contains(fine));
+        assert_eq!(drain(&mut d), []);
+    }
+
+    #[test]
+    fn a_watched_peer_going_down_moves_the_watch_on_along_the_ring() {
+        let mut t = Instant::now();
+        let (mut d, peers, watched) = cluster(10, &mut t);
+        let gone = watched.iter().next().unwrap().clone();
+        d.handle_leave(t, &gone);
+        t += 50 * MS;
+        d.handle_tick(t);
+        let asked: BTreeSet<String> = std::iter::from_fn(|| d.poll_watch())
+            .filter(|p| !watched.contains(p))
+            .collect();
+        let members = peers
+            .iter()
+            .map(String::as_str)
+            .filter(|p| *p != gone)
+            .chain(["a"]);
+        let now_watched = monitors::successors("a", members, 3);
+        assert_eq!(now_watched.len(), 3);
+        assert!(!now_watched.contains(&gone));
+        // The newcomer is asked now; the other two are renewed on their schedule.
+        assert_eq!(
+            asked,
+            now_watched
+                .difference(&watched)
+                .cloned()
+                .collect::<BTreeSet<_>>()
+        );
+        assert_eq!(asked.len(), 1);
+    }
+
+    #[test]
+    fn heartbeats_go_to_the_watchers_until_their_leases_end() {
+        let t = Instant::now();
+        let c = DetectorConfig::default();
+        let mut d = Detector::new(c, "a");
+        d.handle_watch(t, "b");
+        d.handle_watch(t + c.watch_lease() / 2, "c");
+        assert_eq!(d.beat_targets(t), ["b", "c"]);
+        assert_eq!(d.beat_targets(t + c.watch_lease() + MS), ["c"]);
+        assert!(d.beat_targets(t + c.watch_lease() * 2).is_empty());
+    }
+
     #[test]
     fn config_checks() {
         assert!(DetectorConfig::default().validate().is_ok());
+        let none = DetectorConfig {
+            monitors: 0,
+            ..DetectorConfig::default()
+        };
+        assert!(none.validate().is_err());
         let bad = DetectorConfig {
             down_after: Duration::from_millis(300),
             ..DetectorConfig::default()

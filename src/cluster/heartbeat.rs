@@ -3,8 +3,10 @@
 //!
 //! Every node joins the group [`HEARTBEAT_GROUP`] at start. Its endpoint is a dedicated actor,
 //! so heartbeats are handled off the replicas' path: a replica busy applying a large repair
-//! does not delay them. One task per node sends [`Beat::Alive`] to every member every
-//! `heartbeat_interval` and ticks the detector. [`Node::shutdown`](super::Node::shutdown)
+//! does not delay them. One task per node ticks the detector, sends [`Beat::Alive`] every
+//! `heartbeat_interval` to the peers watching it ([`Beat::Watch`], see the `monitors`
+//! module), sends the detector's watch requests and tells every member about a peer it
+//! declared unresponsive ([`Beat::Unreachable`]). [`Node::shutdown`](super::Node::shutdown)
 //! sends [`Beat::Leave`] and waits (briefly) for each peer's [`Beat::LeaveAck`], so that peers
 //! report the node Down at once and the announcement is not lost with the closing sessions.
 
@@ -44,6 +46,14 @@ pub(crate) enum Beat {
         /// The address the node already holding the name advertises.
         existing: String,
     },
+    /// "I watch you: send me heartbeats for a lease" (renewed while the sender watches).
+    /// Answered at once with an [`Beat::Alive`].
+    Watch,
+    /// "I watch `node` and declared it unresponsive": the receiver probes it itself.
+    Unreachable {
+        /// The node's name.
+        node: String,
+    },
 }
 
 /// Encodes a beat (a few bytes; an address for [`Beat::NameTaken`]).
@@ -80,6 +90,13 @@ pub(crate) fn on_event(
         };
         match crate::codec::decode::<Beat>(&bytes, BEAT_LIMIT) {
             Ok(Beat::Alive) => membership.heartbeat(Instant::now(), &from),
+            Ok(Beat::Watch) => {
+                membership.watched_by(Instant::now(), &from);
+                if let Some(g) = group.get() {
+                    let _ = g.send(&from, encode(&Beat::Alive));
+                }
+            }
+            Ok(Beat::Unreachable { node }) => membership.report(Instant::now(), &from, &node),
             Ok(Beat::Leave) => {
                 membership.leave(Instant::now(), &from);
                 if let Some(g) = group.get() {
@@ -102,15 +119,26 @@ pub(crate) async fn run(membership: Arc<Membership>, group: Group, interval: Dur
     let mut next_beat = Instant::now();
     loop {
         let now = ticks.tick().await;
+        // A peer whose session just closed refuses a send; the detector handles it.
         if now >= next_beat {
             next_beat = now + interval;
             let beat = encode(&Beat::Alive);
-            for peer in group.members() {
-                // A peer whose session just closed refuses; the detector handles it.
+            for peer in membership.beat_targets(now) {
                 let _ = group.send(&peer, beat.clone());
             }
         }
-        membership.tick(Instant::now());
+        let out = membership.tick(Instant::now());
+        for peer in out.watch {
+            let _ = group.send(&peer, encode(&Beat::Watch));
+        }
+        for node in out.report {
+            let report = encode(&Beat::Unreachable { node: node.clone() });
+            for peer in group.members() {
+                if peer != node {
+                    let _ = group.send(&peer, report.clone());
+                }
+            }
+        }
     }
 }
 
@@ -148,7 +176,7 @@ mod tests {
 
     #[test]
     fn beats_roundtrip_and_are_tiny() {
-        for b in [Beat::Alive, Beat::Leave, Beat::LeaveAck] {
+        for b in [Beat::Alive, Beat::Leave, Beat::LeaveAck, Beat::Watch] {
             let bytes = encode(&b);
             assert!(bytes.len() <= 4, "{bytes:?}");
             assert_eq!(crate::codec::decode::<Beat>(&bytes, BEAT_LIMIT).unwrap(), b);
@@ -159,6 +187,13 @@ mod tests {
         assert_eq!(
             crate::codec::decode::<Beat>(&encode(&taken), BEAT_LIMIT).unwrap(),
             taken
+        );
+        let report = Beat::Unreachable {
+            node: "node-7".into(),
+        };
+        assert_eq!(
+            crate::codec::decode::<Beat>(&encode(&report), BEAT_LIMIT).unwrap(),
+            report
         );
         assert!(crate::codec::decode::<Beat>(&[0xff, 0xff], BEAT_LIMIT).is_err());
     }

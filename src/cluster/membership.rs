@@ -32,6 +32,15 @@ pub struct Subscription {
     pub events: broadcast::Receiver<MemberEvent>,
 }
 
+/// What a detector tick asks the heartbeat task to send.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    /// Peers to ask for heartbeats (start or renew a watch).
+    pub(crate) watch: Vec<String>,
+    /// Peers we declared unresponsive as their watcher: tell every other member.
+    pub(crate) report: Vec<String>,
+}
+
 /// An open session: the peer's name once authenticated, and the session's actor.
 type SessionActor = (Option<String>, ActorRef<NodeSessionMessage>);
 
@@ -49,11 +58,11 @@ pub(crate) struct Membership {
 }
 
 impl Membership {
-    pub(crate) fn new(config: DetectorConfig) -> Self {
+    pub(crate) fn new(config: DetectorConfig, me: &str) -> Self {
         Membership {
             config,
             inner: Mutex::new(Inner {
-                detector: Detector::new(config),
+                detector: Detector::new(config, me),
                 events: broadcast::channel(EVENT_BUFFER).0,
             }),
             sessions: Mutex::new(HashMap::new()),
@@ -67,11 +76,11 @@ impl Membership {
     /// Runs `f` on the detector, then publishes its events and closes the sessions of peers
     /// it declared unresponsive. Events are sent under the lock, which is what makes
     /// [`subscribe`](Self::subscribe)'s snapshot exact.
-    fn with(&self, f: impl FnOnce(&mut Detector)) {
+    fn with<R>(&self, f: impl FnOnce(&mut Detector) -> R) -> R {
         let mut closing = Vec::new();
-        {
+        let out = {
             let mut inner = lock(&self.inner);
-            f(&mut inner.detector);
+            let out = f(&mut inner.detector);
             while let Some(event) = inner.detector.poll_event() {
                 match &event {
                     MemberEvent::Up { node } => tracing::info!(peer = %node, "member up"),
@@ -85,10 +94,12 @@ impl Membership {
             while let Some(name) = inner.detector.poll_disconnect() {
                 closing.push(name);
             }
-        }
+            out
+        };
         for name in closing {
             self.close_sessions(&name);
         }
+        out
     }
 
     /// Stops every session to `name`: ractor then closes the sockets, removes the peer's
@@ -176,8 +187,30 @@ impl Membership {
         self.with(|d| d.handle_leave(now, name));
     }
 
-    pub(crate) fn tick(&self, now: Instant) {
-        self.with(|d| d.handle_tick(now));
+    /// Checks the deadlines; returns the watch requests and reports to send.
+    pub(crate) fn tick(&self, now: Instant) -> Outbox {
+        self.with(|d| {
+            d.handle_tick(now);
+            Outbox {
+                watch: std::iter::from_fn(|| d.poll_watch()).collect(),
+                report: std::iter::from_fn(|| d.poll_report()).collect(),
+            }
+        })
+    }
+
+    /// `name` watches us.
+    pub(crate) fn watched_by(&self, now: Instant, name: &str) {
+        self.with(|d| d.handle_watch(now, name));
+    }
+
+    /// `reporter` declared `name` unresponsive.
+    pub(crate) fn report(&self, now: Instant, reporter: &str, name: &str) {
+        self.with(|d| d.handle_report(now, reporter, name));
+    }
+
+    /// The peers to send a heartbeat to now.
+    pub(crate) fn beat_targets(&self, now: Instant) -> Vec<String> {
+        lock(&self.inner).detector.beat_targets(now)
     }
 
     /// The current members and the stream of later changes, atomically.
@@ -209,7 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_subscription_sees_each_change_once_either_in_the_snapshot_or_the_stream() {
-        let m = Membership::new(DetectorConfig::default());
+        let m = Membership::new(DetectorConfig::default(), "a");
         let t = Instant::now();
         m.tick(t);
         m.peer_live(t, "b");

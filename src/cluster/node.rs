@@ -260,7 +260,7 @@ impl Node {
             Arc::clone(&counters),
             listen_addr,
         ));
-        let membership = Arc::new(Membership::new(config.detector));
+        let membership = Arc::new(Membership::new(config.detector, &config.name));
         let hb_cell: Arc<std::sync::OnceLock<Group>> = Arc::new(std::sync::OnceLock::new());
         let events = tokio::spawn(event_loop(
             config.name.clone(),

@@ -53,13 +53,19 @@ pub(crate) struct NodeArgs {
     #[arg(long, env = "HERD_WRITE_BEHIND")]
     pub(crate) write_behind: bool,
 
-    /// How often to send a heartbeat to each peer, in milliseconds (default 200).
+    /// How often a node sends a heartbeat to each peer watching it, in milliseconds (default
+    /// 200).
     #[arg(long = "heartbeat-interval-ms", env = "HERD_HEARTBEAT_INTERVAL_MS", value_parser = parse_ms)]
     pub(crate) heartbeat_interval: Option<Duration>,
 
     /// Silence after which a peer is declared down, in milliseconds (default 1500).
     #[arg(long = "down-after-ms", env = "HERD_DOWN_AFTER_MS", value_parser = parse_ms)]
     pub(crate) down_after: Option<Duration>,
+
+    /// How many peers watch each node for heartbeats (default 3). Every node of a cluster
+    /// should use the same value.
+    #[arg(long, env = "HERD_MONITORS")]
+    pub(crate) monitors: Option<usize>,
 
     /// How long a graceful shutdown may spend handing data over, in milliseconds (default
     /// 5000).
@@ -139,6 +145,7 @@ mod tests {
                 write_behind: true,
                 heartbeat_interval: Some(Duration::from_millis(100)),
                 down_after: Some(Duration::from_millis(900)),
+                monitors: None,
                 handover_timeout: Some(Duration::from_millis(50)),
                 metrics_listen: None,
                 idle_replicas: 3,

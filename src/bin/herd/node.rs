@@ -301,6 +301,9 @@ async fn start(args: &NodeArgs) -> Result<Started, String> {
     if let Some(d) = args.down_after {
         detector.down_after = d;
     }
+    if let Some(k) = args.monitors {
+        detector.monitors = k;
+    }
     config = config.detector(detector);
     if let Some(t) = args.handover_timeout {
         config = config.handover_timeout(t);
