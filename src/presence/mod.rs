@@ -52,7 +52,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use view::{Current, Subscriber, View};
@@ -255,9 +254,6 @@ impl Drop for TaskGuard {
         self.0.abort();
     }
 }
-
-/// How often the view checks the member list (no member events yet from the cluster layer).
-const MEMBERS_EVERY: Duration = Duration::from_millis(10);
 
 impl<M: Meta> Presence<M> {
     /// Starts a presence on `node`: its replica (in memory: `options.storage` is ignored, since
@@ -496,8 +492,10 @@ async fn run<M: Meta>(
     mut diffs: Subscription<AwLwwMap<Slot, Record<M>>>,
     mut died: mpsc::UnboundedReceiver<ActorId>,
 ) {
-    let mut members = tokio::time::interval(MEMBERS_EVERY);
-    members.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Woken by each change of the replica's neighbours (it used to poll them every 10 ms:
+    // 100 wake-ups a second per view on an idle node).
+    let mut members = inner.replica.watch_neighbours();
+    on_members(&inner).await;
     loop {
         tokio::select! {
             update = diffs.recv() => match update {
@@ -510,7 +508,7 @@ async fn run<M: Meta>(
                 }
             },
             Some(actor) = died.recv() => untrack_actor(&inner, actor).await,
-            _ = members.tick() => on_members(&inner).await,
+            Ok(()) = members.changed() => on_members(&inner).await,
         }
     }
 }

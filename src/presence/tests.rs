@@ -3,6 +3,7 @@
 use super::*;
 use crate::replica::testing::{Net, wire};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::time::Duration;
 use tokio::time::{Instant, timeout};
 
 const DEADLINE: Duration = Duration::from_secs(10);

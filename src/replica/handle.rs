@@ -343,11 +343,23 @@ impl<C: MapView> Replica<C> {
 
     /// The current neighbours (node names).
     pub fn neighbours(&self) -> Vec<String> {
-        self.shared
-            .neighbours
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.neighbours.borrow().clone()
+    }
+
+    /// The neighbours, and every change of them: `changed().await` returns when the list
+    /// changed since it was last seen (`borrow_and_update` reads it). For code that acts on
+    /// members joining and leaving without polling [`neighbours`](Self::neighbours).
+    ///
+    /// ```no_run
+    /// # async fn f(replica: herd::replica::Replica<herd::crdt::AwLwwMap<String, String>>) {
+    /// let mut neighbours = replica.watch_neighbours();
+    /// while neighbours.changed().await.is_ok() {
+    ///     println!("now syncing with {:?}", *neighbours.borrow_and_update());
+    /// }
+    /// # }
+    /// ```
+    pub fn watch_neighbours(&self) -> tokio::sync::watch::Receiver<Vec<String>> {
+        self.shared.neighbours.subscribe()
     }
 
     /// A stream of diffs: every change of a visible value, local or remote, in the order this

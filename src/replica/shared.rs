@@ -152,9 +152,10 @@ pub(crate) struct Shared<C: MapView> {
     /// The actor's next tick is more than one sync interval away (nothing was due): a local
     /// write wakes it with [`ReplicaMsg::Wake`], once.
     pub(crate) sleeping: AtomicBool,
-    /// The neighbours, kept apart from the core: the products poll them every few ms, and
-    /// must not wait on the core's lock while a long sync step holds it.
-    pub(crate) neighbours: Mutex<Vec<String>>,
+    /// The neighbours, kept apart from the core (readers must not wait on the core's lock
+    /// while a long sync step holds it), in a watch so that the products learn of a change
+    /// at once instead of polling.
+    pub(crate) neighbours: watch::Sender<Vec<String>>,
 }
 
 /// Milliseconds since the Unix epoch, for the hybrid logical clock.
@@ -203,7 +204,7 @@ impl<C: MapView> Shared<C> {
             flusher: OnceLock::new(),
             flush_pending: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
-            neighbours: Mutex::new(Vec::new()),
+            neighbours: watch::channel(Vec::new()).0,
         }
     }
 
@@ -293,10 +294,11 @@ impl<C: MapView> Shared<C> {
     ) {
         core.sync.set_neighbours(nodes);
         let now: Vec<String> = core.sync.neighbours().cloned().collect();
-        *self
-            .neighbours
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = now;
+        self.neighbours.send_if_modified(|old| {
+            let changed = *old != now;
+            *old = now;
+            changed
+        });
     }
 
     /// Sends `transmits`, read from the state at `seq`, once that state is durable: a crash

@@ -1,7 +1,7 @@
 //! The reconciliation loop: one task per node that owns this node's running children and
 //! re-derives, from the replicated specs, the registrations and the members, what should run
 //! here. Level-triggered: it acts on the state it reads, never on the event that woke it, so
-//! a lost or reordered event only delays it until the next tick.
+//! a lost or reordered event only delays it until the next pass (every `reconcile_interval`).
 
 use super::intensity::Intensity;
 use super::spec::{ChildId, ChildSpec, Key, Restart, Value};
@@ -16,13 +16,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
-/// How often the loop checks the members and acts on pending changes. Events only mark the
-/// state dirty, so a burst of thousands of registrations costs one pass, not thousands.
-const TICK: Duration = Duration::from_millis(5);
-
 /// The least time between two passes: a pass reads every spec, and events arrive by the
 /// thousand while children start, so back-to-back passes would eat the CPU that heartbeats
-/// need (a starved node is declared down, and its children started twice).
+/// need (a starved node is declared down, and its children started twice). Events only mark
+/// the state dirty, so a burst of thousands of registrations costs a pass per this gap, not
+/// a pass per event.
 const MIN_GAP: Duration = Duration::from_millis(25);
 
 /// Starts per pass; the rest wait for the next pass, so exits, drains and stops are
@@ -124,13 +122,46 @@ impl Loop {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut diffs = self.inner.specs.subscribe();
         let mut events = self.inner.registry.subscribe();
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Woken by events, by a change of the neighbours, and by the next deadline (a pass
+        // due, a member list becoming stable): asleep otherwise. (It used to tick every 5 ms,
+        // 200 wake-ups a second on an idle node.)
+        let mut neighbours = self.inner.specs.watch_neighbours();
         let mut members = Vec::new();
         let mut last_pass = Instant::now();
         let stable_after = self.inner.options.stable_after;
         let mut waiting_for_stable = false;
+        let mut neighbours_changed = true;
         loop {
+            if neighbours_changed {
+                neighbours_changed = false;
+                let now = live(&self.inner);
+                if now != members {
+                    members = now;
+                    self.members_changed = Instant::now();
+                    waiting_for_stable = true;
+                }
+            }
+            // Act on a membership change once it has held for `stable_after`.
+            if waiting_for_stable && self.members_changed.elapsed() >= stable_after {
+                waiting_for_stable = false;
+                self.dirty = true;
+            }
+            if last_pass.elapsed() >= self.inner.options.reconcile_interval {
+                self.dirty = true;
+            }
+            if self.dirty && last_pass.elapsed() >= MIN_GAP {
+                self.dirty = false;
+                last_pass = Instant::now();
+                self.reconcile().await;
+            }
+            let mut next = last_pass + self.inner.options.reconcile_interval;
+            if waiting_for_stable {
+                next = next.min(self.members_changed + stable_after);
+            }
+            if self.dirty {
+                next = next.min(last_pass + MIN_GAP);
+            }
+            let wake_at = tokio::time::Instant::from_std(next);
             tokio::select! {
                 update = diffs.recv() => match update {
                     None => break,
@@ -148,27 +179,8 @@ impl Loop {
                         let _ = reply.send(ids);
                     }
                 },
-                _ = tick.tick() => {
-                    let now = live(&self.inner);
-                    if now != members {
-                        members = now;
-                        self.members_changed = Instant::now();
-                        waiting_for_stable = true;
-                    }
-                    // Act on a membership change once it has held for `stable_after`.
-                    if waiting_for_stable && self.members_changed.elapsed() >= stable_after {
-                        waiting_for_stable = false;
-                        self.dirty = true;
-                    }
-                    if last_pass.elapsed() >= self.inner.options.reconcile_interval {
-                        self.dirty = true;
-                    }
-                    if self.dirty && last_pass.elapsed() >= MIN_GAP {
-                        self.dirty = false;
-                        last_pass = Instant::now();
-                        self.reconcile().await;
-                    }
-                }
+                Ok(()) = neighbours.changed() => neighbours_changed = true,
+                () = tokio::time::sleep_until(wake_at) => {}
             }
         }
         let ids: Vec<ChildId> = self.local.keys().cloned().collect();
