@@ -306,7 +306,7 @@ fn eight_nodes_join_through_one_seed_and_idle_in_bounded_rounds() {
     for node in &mut nodes {
         node.await_key("from/n4", "x");
     }
-    // Idle: the rounds reach their longest interval (16 ticks) after 31 ticks.
+    // Idle: the rounds reach their longest interval (64 ticks) after 127 ticks (6.4 s).
     let sent = |n: &mut Node| number(&n.stats(), "/replica/messages_sent");
     eventually(Duration::from_secs(30), "the kv replica goes idle", || {
         let before = sent(&mut nodes[0]);

@@ -29,9 +29,9 @@ use crate::report::Report;
 const DEADLINE: Duration = Duration::from_secs(120);
 /// The idle window measured.
 const IDLE_WINDOW: Duration = Duration::from_secs(10);
-/// Time for a converged cluster to reach its idle digest interval (16 ticks of 50 ms,
-/// reached after 31) and for start-up traffic to end.
-const SETTLE: Duration = Duration::from_secs(4);
+/// Time for a converged cluster to reach its idle digest interval (64 ticks of 50 ms,
+/// reached after 127) and for start-up traffic to end.
+const SETTLE: Duration = Duration::from_secs(8);
 /// How long a put may take to reach every node before it counts as missed.
 const PUT_DEADLINE: Duration = Duration::from_secs(10);
 /// Puts timed per cluster size.

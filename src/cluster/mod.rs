@@ -59,7 +59,7 @@
 //!   group (`_herd.heartbeat`), handled by its own actor, and a fixed timeout with a margin
 //!   (`down_after`, 1.5 s) declares a silent watched peer Down. The watcher then tells every
 //!   other member, which probes the peer itself and declares it Down if it does not answer
-//!   within `down_after / 2`: a hung node is reported everywhere within about 2.3 s, one
+//!   within `down_after`: a hung node is reported everywhere within about 3 s, one
 //!   broken link does not remove a node from the whole cluster, and a node sends and receives
 //!   about 3 heartbeats per interval whatever the cluster's size (every node beating to
 //!   every other was most of an idle 32-node cluster's traffic and CPU). See the `detector`

@@ -36,8 +36,8 @@ fn ticks_until_everywhere(sim: &mut Sim, key: u32, limit: u64) -> Option<u64> {
 /// returns the bytes sent per replica per tick over `ticks` more.
 fn idle_bytes_per_replica_per_tick(sim: &mut Sim, ticks: u64) -> f64 {
     assert!(sim.settle(1_000).is_some(), "no convergence");
-    // 1 + 2 + 4 + 8 + 16 ticks of doubling rounds reach the longest interval.
-    for _ in 0..40 {
+    // 1 + 2 + 4 + ... + 64 ticks of doubling rounds reach the longest interval.
+    for _ in 0..130 {
         sim.step();
     }
     let before = sim.bytes_sent;
@@ -58,7 +58,7 @@ fn one_write_reaches_a_hundred_replicas_within_two_log2_n_ticks() {
     sim.settle(1_000).expect("an empty mesh settles");
     for round in 0..3u32 {
         // Idle first: the digest interval is at its longest when the write comes.
-        for _ in 0..40 {
+        for _ in 0..130 {
             sim.step();
         }
         let writer = (round as usize * 37) % n;
@@ -74,8 +74,8 @@ fn one_write_reaches_a_hundred_replicas_within_two_log2_n_ticks() {
 
 #[test]
 fn an_idle_replica_sends_the_same_bytes_with_ten_or_a_hundred_neighbours() {
-    let small = idle_bytes_per_replica_per_tick(&mut mesh(2, 10), 160);
-    let large = idle_bytes_per_replica_per_tick(&mut mesh(3, 100), 160);
+    let small = idle_bytes_per_replica_per_tick(&mut mesh(2, 10), 640);
+    let large = idle_bytes_per_replica_per_tick(&mut mesh(3, 100), 640);
     eprintln!("idle bytes per replica per tick: {small:.2} (10 replicas), {large:.2} (100)");
     assert!(small > 0.0, "idle replicas compare nothing");
     let ratio = large / small;
@@ -83,8 +83,8 @@ fn an_idle_replica_sends_the_same_bytes_with_ten_or_a_hundred_neighbours() {
         (0.7..=1.3).contains(&ratio),
         "idle bytes per replica per tick: {small:.2} with 10 replicas, {large:.2} with 100"
     );
-    // A digest is about 20 bytes: a few digests per 16 ticks, not one per neighbour per tick.
-    assert!(large < 10.0, "{large:.2} bytes per replica per tick");
+    // A digest is about 20 bytes: a few digests per 64 ticks, not one per neighbour per tick.
+    assert!(large < 1.5, "{large:.2} bytes per replica per tick");
 }
 
 #[test]
@@ -142,17 +142,17 @@ fn a_thousand_replicas_spread_a_write_in_two_log2_n_ticks_and_idle_at_constant_c
 fn an_idle_replica_has_nothing_due_for_many_ticks_and_a_write_is_due_at_the_next() {
     let mut sim = mesh(7, 4);
     sim.settle(1_000).expect("an empty mesh settles");
-    for _ in 0..40 {
+    for _ in 0..130 {
         sim.step();
     }
     // Right after a round, the next is a whole (longest) interval away.
     let mut idle = 0;
-    for _ in 0..16 {
+    for _ in 0..64 {
         sim.step();
         idle = idle.max(sim.nodes[0].sync.as_ref().expect("up").ticks_until_due());
     }
     assert_eq!(
-        idle, 16,
+        idle, 64,
         "an idle replica is due again in {idle} ticks at most"
     );
     sim.put(0, 1, vec![1]);
