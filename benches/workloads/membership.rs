@@ -5,6 +5,9 @@
 //!   recorded it Down (from the survivors' event logs, Unix ms, the same clock). Median of
 //!   [`RUNS`] runs; the goal is 2,000 ms.
 //! * `sigcont_to_up_ms`: SIGCONT; time until every survivor has recorded it Up again.
+//! * `sigstop_to_down_ms_n8` / `sigcont_to_up_ms_n8`: the same in a cluster of eight, where 3
+//!   of the 7 survivors watch the stopped node and the other 4 hear their report and probe it
+//!   themselves (expected: about twice `down_after`).
 //! * `shutdown_to_down_ms`: a node is asked to `quit` (handover, leave announcement, exit);
 //!   time until every survivor has recorded it Down. Goal 100 ms.
 //! * `idle_bytes_per_peer_per_s`: TCP payload bytes (kernel `bytes_sent` from `ss`) one idle
@@ -200,6 +203,8 @@ pub(crate) fn membership(r: &mut Report) {
     r.record("shutdown_to_down_ms", median(leaves), "ms", Some(100.0));
     drop((a, b, c));
 
+    sigstop_in_eight(r);
+
     idle_bytes(r);
 
     let secs: u64 = std::env::var("HERD_MEMBERSHIP_IDLE_SECS")
@@ -209,6 +214,46 @@ pub(crate) fn membership(r: &mut Report) {
     if secs > 0 {
         false_downs(r, Duration::from_secs(secs));
     }
+}
+
+/// SIGSTOP in a cluster of eight: most survivors do not watch the stopped node.
+fn sigstop_in_eight(r: &mut Report) {
+    const N: usize = 8;
+    let first = Proc::start("r0", None, &[]);
+    let seed = first.listen.clone();
+    let mut nodes = vec![first];
+    for i in 1..N {
+        nodes.push(Proc::start(&format!("r{i}"), Some(&seed), &[]));
+    }
+    await_members(&mut nodes.iter_mut().collect::<Vec<_>>(), N - 1);
+    let (mut downs, mut ups) = (Vec::new(), Vec::new());
+    for run in 0..RUNS {
+        std::thread::sleep(Duration::from_secs(1));
+        // A different node each run, so each is watched by different survivors.
+        let victim = 1 + run;
+        let name = format!("r{victim}");
+        let t0 = unix_ms();
+        nodes[victim].signal("STOP");
+        let mut survivors: Vec<&mut Proc> = nodes
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| *i != victim)
+            .map(|(_, p)| p)
+            .collect();
+        downs.push(until_all(&mut survivors, &name, "down", t0));
+        let t1 = unix_ms();
+        nodes[victim].signal("CONT");
+        let mut survivors: Vec<&mut Proc> = nodes
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| *i != victim)
+            .map(|(_, p)| p)
+            .collect();
+        ups.push(until_all(&mut survivors, &name, "up", t1));
+        await_members(&mut [&mut nodes[victim]], N - 1);
+    }
+    r.record("sigstop_to_down_ms_n8", median(downs), "ms", None);
+    r.record("sigcont_to_up_ms_n8", median(ups), "ms", None);
 }
 
 /// Payload bytes the kernel sent on the established sockets whose local port is `port`.

@@ -176,7 +176,7 @@ impl DetectorConfig {
 
     /// How often a watcher renews its watch.
     fn watch_renewal(&self) -> Duration {
-        self.watch_lease() / 3
+        self.watch_lease() / 2
     }
 
     /// How long a peer that answered a probe stays watched: through the reporter's own
@@ -410,8 +410,10 @@ impl Detector {
     }
 
     /// `name` asked us for heartbeats (it watches us).
-    pub(crate) fn handle_watch(&mut self, now: Instant, name: &str) {
-        self.watchers.grant(name, now + self.config.watch_lease());
+    /// Returns whether the watch is new (answer it at once) rather than a renewal.
+    pub(crate) fn handle_watch(&mut self, now: Instant, name: &str) -> bool {
+        self.watchers
+            .grant(name, now, now + self.config.watch_lease())
     }
 
     /// `reporter` declared `name` unresponsive. Unless we watch it already, we probe it
@@ -874,8 +876,8 @@ mod tests {
                 requests += 1;
             }
         }
-        // Renewed every third of a lease: about 9 times each in three leases.
-        assert!((24..=30).contains(&requests), "{requests}");
+        // Renewed every half lease: about 6 times each in three leases.
+        assert!((15..=21).contains(&requests), "{requests}");
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub(crate) enum Beat {
         existing: String,
     },
     /// "I watch you: send me heartbeats for a lease" (renewed while the sender watches).
-    /// Answered at once with an [`Beat::Alive`].
+    /// A new watch is answered at once with an [`Beat::Alive`].
     Watch,
     /// "I watch `node` and declared it unresponsive": the receiver probes it itself.
     Unreachable {
@@ -91,8 +91,11 @@ pub(crate) fn on_event(
         match crate::codec::decode::<Beat>(&bytes, BEAT_LIMIT) {
             Ok(Beat::Alive) => membership.heartbeat(Instant::now(), &from),
             Ok(Beat::Watch) => {
-                membership.watched_by(Instant::now(), &from);
-                if let Some(g) = group.get() {
+                // A new watcher hears from us at once (a probe waits on it); a renewal is
+                // answered by the next regular beat.
+                if membership.watched_by(Instant::now(), &from)
+                    && let Some(g) = group.get()
+                {
                     let _ = g.send(&from, encode(&Beat::Alive));
                 }
             }

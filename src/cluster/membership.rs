@@ -198,9 +198,9 @@ impl Membership {
         })
     }
 
-    /// `name` watches us.
-    pub(crate) fn watched_by(&self, now: Instant, name: &str) {
-        self.with(|d| d.handle_watch(now, name));
+    /// `name` watches us; true when the watch is new rather than a renewal.
+    pub(crate) fn watched_by(&self, now: Instant, name: &str) -> bool {
+        self.with(|d| d.handle_watch(now, name))
     }
 
     /// `reporter` declared `name` unresponsive.

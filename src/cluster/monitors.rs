@@ -65,9 +65,12 @@ pub(crate) struct Watchers {
 }
 
 impl Watchers {
-    /// `watcher` asked for heartbeats until `until`.
-    pub(crate) fn grant(&mut self, watcher: &str, until: Instant) {
-        self.leases.insert(watcher.to_string(), until);
+    /// `watcher` asked at `now` for heartbeats until `until`. True when it held no lease
+    /// (a new watch, to be answered at once), false for a renewal.
+    pub(crate) fn grant(&mut self, watcher: &str, now: Instant, until: Instant) -> bool {
+        self.leases
+            .insert(watcher.to_string(), until)
+            .is_none_or(|old| old <= now)
     }
 
     /// The peers to send a heartbeat to now; forgets expired leases.
@@ -122,11 +125,16 @@ mod tests {
     fn leases_end() {
         let t = Instant::now();
         let mut w = Watchers::default();
-        w.grant("a", t + Duration::from_secs(1));
-        w.grant("b", t + Duration::from_secs(3));
+        assert!(w.grant("a", t, t + Duration::from_secs(1)));
+        assert!(w.grant("b", t, t + Duration::from_secs(3)));
+        assert!(!w.grant("b", t, t + Duration::from_secs(3)), "a renewal");
         assert_eq!(w.targets(t), ["a", "b"]);
         assert_eq!(w.targets(t + Duration::from_secs(2)), ["b"]);
-        w.grant("a", t + Duration::from_secs(5));
+        let later = t + Duration::from_secs(2);
+        assert!(
+            w.grant("a", later, t + Duration::from_secs(5)),
+            "expired: new again"
+        );
         assert_eq!(w.targets(t + Duration::from_secs(4)), ["a"]);
     }
 }
