@@ -216,6 +216,16 @@ pub(crate) fn membership(r: &mut Report) {
     }
 }
 
+/// Every node but the `skip`th.
+fn all_but(nodes: &mut [Proc], skip: usize) -> Vec<&mut Proc> {
+    nodes
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| *i != skip)
+        .map(|(_, p)| p)
+        .collect()
+}
+
 /// SIGSTOP in a cluster of eight: most survivors do not watch the stopped node.
 fn sigstop_in_eight(r: &mut Report) {
     const N: usize = 8;
@@ -234,22 +244,15 @@ fn sigstop_in_eight(r: &mut Report) {
         let name = format!("r{victim}");
         let t0 = unix_ms();
         nodes[victim].signal("STOP");
-        let mut survivors: Vec<&mut Proc> = nodes
-            .iter_mut()
-            .enumerate()
-            .filter(|(i, _)| *i != victim)
-            .map(|(_, p)| p)
-            .collect();
-        downs.push(until_all(&mut survivors, &name, "down", t0));
+        downs.push(until_all(
+            &mut all_but(&mut nodes, victim),
+            &name,
+            "down",
+            t0,
+        ));
         let t1 = unix_ms();
         nodes[victim].signal("CONT");
-        let mut survivors: Vec<&mut Proc> = nodes
-            .iter_mut()
-            .enumerate()
-            .filter(|(i, _)| *i != victim)
-            .map(|(_, p)| p)
-            .collect();
-        ups.push(until_all(&mut survivors, &name, "up", t1));
+        ups.push(until_all(&mut all_but(&mut nodes, victim), &name, "up", t1));
         await_members(&mut [&mut nodes[victim]], N - 1);
     }
     r.record("sigstop_to_down_ms_n8", median(downs), "ms", None);

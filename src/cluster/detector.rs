@@ -225,9 +225,8 @@ struct Peer {
     mean_gap: Option<f64>,
     max_gap: Option<Duration>,
     beats: u64,
-    /// We watch it now: its silence counts.
-    watched: bool,
-    /// When to renew our watch (send it a watch request), while watched.
+    /// While we watch it (and its silence counts): when to renew the watch (send it a watch
+    /// request).
     renew_at: Option<Instant>,
     /// Another node reported it unresponsive and we probe it ourselves.
     probe: Option<Probe>,
@@ -254,10 +253,14 @@ impl Peer {
             mean_gap: None,
             max_gap: None,
             beats: 0,
-            watched: false,
             renew_at: None,
             probe: None,
         }
+    }
+
+    /// We watch it: its silence counts.
+    fn watched(&self) -> bool {
+        self.renew_at.is_some()
     }
 
     /// Heard from it: a heartbeat or other traffic.
@@ -425,7 +428,7 @@ impl Detector {
         }
         if let Some(p) = self.peers.get_mut(name)
             && p.up
-            && !p.watched
+            && !p.watched()
             && p.probe.is_none()
         {
             p.probe = Some(Probe {
@@ -480,7 +483,7 @@ impl Detector {
                 if now.saturating_duration_since(since) >= c.reconnect_grace {
                     down.push((name.clone(), DownReason::ConnectionClosed, false));
                 }
-            } else if p.watched
+            } else if p.watched()
                 && now.saturating_duration_since(p.last_heard) >= c.down_after
                 && (p.last_beat.is_some()
                     || now.saturating_duration_since(p.up_since) >= c.session_grace)
@@ -525,13 +528,11 @@ impl Detector {
                 p.live && !p.left && p.down_reason == Some(DownReason::Unresponsive)
             };
             if !watch {
-                p.watched = false;
                 p.renew_at = None;
                 continue;
             }
-            if !p.watched {
+            if !p.watched() {
                 // Silence before the watch did not count; it counts from now.
-                p.watched = true;
                 p.last_heard = p.last_heard.max(now);
             }
             if p.renew_at.is_none_or(|at| at <= now) {

@@ -131,8 +131,9 @@ pub(crate) async fn run(membership: Arc<Membership>, group: Group, interval: Dur
             }
         }
         let out = membership.tick(Instant::now());
+        let watch = encode(&Beat::Watch);
         for peer in out.watch {
-            let _ = group.send(&peer, encode(&Beat::Watch));
+            let _ = group.send(&peer, watch.clone());
         }
         for node in out.report {
             let report = encode(&Beat::Unreachable { node: node.clone() });
